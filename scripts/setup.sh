@@ -1,0 +1,172 @@
+#!/usr/bin/env bash
+# Installs every real component the tests and the demo use, and only what is missing:
+# Debian packages, the node's Python venv (zc.buildout, supervisor, slapos.core), the Pulumi CLI,
+# and a running Postgres server for the tests. Safe to run again: a warm run takes seconds.
+# Writes the resulting environment to $SLAPOS_ENV_FILE (see lib.sh); with-env.sh loads it.
+#
+# Without root it installs nothing system-wide: it reports what is missing and which tests
+# will be skipped for it, and still prepares what a normal user can (Postgres in a user dir).
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$here/.." && pwd)
+# shellcheck source=lib.sh
+. "$here/lib.sh"
+
+quiet=false
+[ "${1:-}" = "--quiet" ] && quiet=true
+
+is_root=false
+[ "$(id -u)" -eq 0 ] && is_root=true
+
+DEBIAN_PACKAGES=(postgresql openssh-server openssh-client iproute2 iputils-ping python3-venv sudo nftables procps util-linux)
+PG_PORT=${SLAPOS_TEST_PG_PORT:-54329}
+VENV="$SLAPOS_TOOLS_DIR/venv"
+PULUMI_VERSION=$(node -p "require('$repo/node_modules/@pulumi/pulumi/package.json').version" 2>/dev/null || true)
+
+env_lines=()
+missing=()
+
+log() { $quiet || printf '%s\n' "$*"; }
+# step NAME FUNCTION: runs FUNCTION, then prints how long it took.
+step() {
+  local name=$1 fn=$2 start end
+  start=$(date +%s%N)
+  log "setup: $name ..."
+  "$fn"
+  end=$(date +%s%N)
+  log "setup: $name done in $(( (end - start) / 1000000 )) ms"
+}
+
+# --- Debian packages -----------------------------------------------------------------------
+install_debian_packages() {
+  local absent=() p
+  for p in "${DEBIAN_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || absent+=("$p")
+  done
+  if [ ${#absent[@]} -eq 0 ]; then
+    log "  all present: ${DEBIAN_PACKAGES[*]}"
+    return
+  fi
+  if ! $is_root; then
+    missing+=("Debian packages ${absent[*]} (run 'sudo bash scripts/setup.sh')")
+    return
+  fi
+  log "  installing ${absent[*]}"
+  # Packages must not start system daemons (sshd on port 22, a postgres cluster): the tests start
+  # their own. policy-rc.d is Debian's switch for that; it is removed again right after.
+  local policy=/usr/sbin/policy-rc.d had_policy=false
+  [ -e "$policy" ] && had_policy=true
+  $had_policy || { printf '#!/bin/sh\nexit 101\n' >"$policy"; chmod 755 "$policy"; }
+  local status=0
+  {
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq && apt-get install -y -qq --no-install-recommends "${absent[@]}" >/dev/null
+  } || status=$?
+  $had_policy || rm -f "$policy"
+  if [ $status -ne 0 ]; then
+    echo "error: apt-get could not install ${absent[*]} (exit $status)" >&2
+    exit 1
+  fi
+}
+
+# --- Python venv ---------------------------------------------------------------------------
+install_python_venv() {
+  local requirements="$here/python-requirements.txt" stamp="$VENV/.requirements.sha256" want
+  want=$(sha256sum "$requirements" | cut -d' ' -f1)
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x "$VENV/bin/buildout" ]; then
+    log "  reused $VENV"
+  elif ! $is_root; then
+    missing+=("the Python venv with zc.buildout, supervisor and slapos.core (root installs it under /opt)")
+    return
+  else
+    # Debian's interpreter, not one under /root: partition users must be able to run the venv.
+    [ -d "$VENV" ] || /usr/bin/python3 -m venv "$VENV"
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check --use-pep517 -r "$requirements"
+    echo "$want" >"$stamp"
+    chmod -R a+rX "$SLAPOS_TOOLS_DIR"
+  fi
+  env_lines+=("export SLAPOS_VENV='$VENV'")
+  log "  $("$VENV/bin/buildout" --version 2>&1), supervisor $("$VENV/bin/supervisord" --version), $("$VENV/bin/slapos" --version 2>&1 | tail -n 1)"
+}
+
+# --- Pulumi CLI ----------------------------------------------------------------------------
+install_pulumi() {
+  local own_bin="$SLAPOS_TOOLS_DIR/pulumi/$PULUMI_VERSION/bin" found
+  found=$(PATH=$(printf '%s' "$PATH" | tr ':' '\n' | grep -vxF "$own_bin" | paste -sd:) command -v pulumi || true)
+  if [ -n "$found" ]; then
+    log "  using $found ($("$found" version))"
+    return
+  fi
+  if [ -z "$PULUMI_VERSION" ]; then
+    echo "error: node_modules/@pulumi/pulumi is missing: run 'npm ci' first" >&2
+    exit 1
+  fi
+  if ! command -v go >/dev/null; then
+    echo "error: no 'pulumi' on PATH and no Go toolchain to build it; install Pulumi or Go >= 1.24" >&2
+    exit 1
+  fi
+  if ! PULUMI_VERSION=$PULUMI_VERSION bash "$here/build-pulumi.sh" "$SLAPOS_TOOLS_DIR/pulumi/$PULUMI_VERSION" >"$SLAPOS_TOOLS_DIR/pulumi-build.log" 2>&1; then
+    echo "error: building the Pulumi CLI v$PULUMI_VERSION from the Go module proxy failed; last lines of $SLAPOS_TOOLS_DIR/pulumi-build.log:" >&2
+    tail -n 20 "$SLAPOS_TOOLS_DIR/pulumi-build.log" >&2
+    exit 1
+  fi
+  while read -r line; do log "  $line"; done < <(grep -E '^(notice|pulumi v)' "$SLAPOS_TOOLS_DIR/pulumi-build.log" || true)
+  # The engine looks for bundled plugins next to the pulumi binary (then on PATH), never downloads them.
+  install -m 755 "$repo/node_modules/@pulumi/pulumi/pulumi-resource-pulumi-nodejs" "$own_bin/"
+  env_lines+=("export PATH='$own_bin':\"\$PATH\"")
+  log "  $("$own_bin/pulumi" version) in $own_bin"
+}
+
+# --- Postgres ------------------------------------------------------------------------------
+pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
+as_pg_owner() { if $is_root; then runuser -u postgres -- "$@"; else "$@"; fi; }
+
+start_postgres() {
+  if [ -n "${TEST_DATABASE_URL:-}" ]; then
+    log "  using TEST_DATABASE_URL from the environment"
+    env_lines+=("export TEST_DATABASE_URL='$TEST_DATABASE_URL'")
+    return
+  fi
+  local bin data="$SLAPOS_TOOLS_DIR/postgres/data" sockets="$SLAPOS_TOOLS_DIR/postgres/run"
+  bin=$(pg_bin)
+  if [ -z "$bin" ]; then
+    missing+=("a Postgres server (Debian package postgresql): Postgres-backed tests run on PGlite only")
+    return
+  fi
+  mkdir -p "$data" "$sockets"
+  $is_root && chown postgres:postgres "$data" "$sockets"
+  if [ ! -f "$data/PG_VERSION" ]; then
+    as_pg_owner "$bin/initdb" --pgdata="$data" --auth=trust --username=postgres --encoding=UTF8 >/dev/null
+  fi
+  if as_pg_owner "$bin/pg_ctl" --pgdata="$data" status >/dev/null 2>&1; then
+    log "  reused the running server on 127.0.0.1:$PG_PORT"
+  else
+    as_pg_owner "$bin/pg_ctl" --pgdata="$data" --log="$data/server.log" --wait \
+      --options="-c listen_addresses=127.0.0.1 -c port=$PG_PORT -c unix_socket_directories=$sockets -c max_connections=300 -c fsync=off" \
+      start >/dev/null
+    log "  started $("$bin/postgres" --version) on 127.0.0.1:$PG_PORT"
+  fi
+  env_lines+=("export TEST_DATABASE_URL='postgres://postgres@127.0.0.1:$PG_PORT/postgres'")
+}
+
+write_env_file() {
+  mkdir -p "$(dirname "$SLAPOS_ENV_FILE")"
+  {
+    echo "# Written by scripts/setup.sh; loaded by scripts/with-env.sh."
+    printf '%s\n' "${env_lines[@]}"
+  } >"$SLAPOS_ENV_FILE"
+}
+
+total_start=$(date +%s%N)
+mkdir -p "$SLAPOS_TOOLS_DIR"
+step "Debian packages" install_debian_packages
+step "Python venv" install_python_venv
+step "Pulumi CLI" install_pulumi
+step "Postgres for tests" start_postgres
+write_env_file
+log "setup: finished in $(( ($(date +%s%N) - total_start) / 1000000 )) ms; environment in $SLAPOS_ENV_FILE"
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: not installed (needs root); the tests that need these print why they are skipped:"
+  printf '  - %s\n' "${missing[@]}"
+fi

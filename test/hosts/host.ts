@@ -1,0 +1,195 @@
+import { chmod, mkdir, readFile, writeFile } from "node:fs/promises";
+import { execa } from "execa";
+import { utils as sshUtils } from "ssh2";
+import type { TestNetwork } from "./network.js";
+import { RUN_DIR, STATE_DIR } from "./paths.js";
+import { type CommandResult, type SshTarget, sshExec } from "./ssh.js";
+import { run } from "./system.js";
+
+/** Directories each host sees as its own copy-on-write copy of this machine's. */
+const COPIED_DIRS = ["etc", "var/lib"];
+/**
+ * Directories each host starts with empty, as on a freshly installed server. var/tmp comes last:
+ * the host's own directories live under this machine's /var/tmp, which that mount hides.
+ */
+const FRESH_DIRS = ["srv", "opt", "root", "home", "tmp", "var/log", "run", "var/tmp"];
+
+/** The unprivileged account with password-less sudo that every host has. */
+export const SUDO_USER = "slapadmin";
+
+/**
+ * One isolated host: its own network namespace (a veth on the network's bridge, IPv4 and IPv6),
+ * its own mount and UTS namespaces (copies of /etc and /var/lib, empty /srv, /opt, /home...), and
+ * a real sshd accepting a generated key for root and for a sudo user.
+ */
+export class TestHost {
+  readonly name: string;
+  readonly ipv4: string;
+  readonly ipv6: string;
+  /** OpenSSH private key accepted for root and for SUDO_USER. */
+  readonly privateKey: string;
+  private readonly publicKey: string;
+  /** `SHA256:...` of this host's sshd key. */
+  hostKeyFingerprint = "";
+
+  private constructor(
+    readonly network: TestNetwork,
+    readonly index: number,
+  ) {
+    this.name = `slap${network.slot}h${index}`;
+    this.ipv4 = `${network.ipv4Prefix}.${10 + index}`;
+    this.ipv6 = `${network.ipv6Prefix}:${(10 + index).toString(16)}`;
+    const keys = sshUtils.generateKeyPairSync("ed25519");
+    this.privateKey = keys.private;
+    this.publicKey = keys.public;
+  }
+
+  /** Where this host's own directories live on this machine. */
+  get stateDir(): string {
+    return `${STATE_DIR}/${this.network.slot}/h${this.index}`;
+  }
+  private get mountNamespace(): string {
+    return `${RUN_DIR}/${this.network.slot}-${this.index}.mnt`;
+  }
+  private get utsNamespace(): string {
+    return `${RUN_DIR}/${this.network.slot}-${this.index}.uts`;
+  }
+
+  static async create(network: TestNetwork, index: number): Promise<TestHost> {
+    const host = new TestHost(network, index);
+    await host.createNetwork();
+    await host.createFilesystem();
+    await host.startSshd();
+    return host;
+  }
+
+  /** An SSH target for root or the sudo user, with the host key pinned. */
+  sshTarget(username: "root" | typeof SUDO_USER = "root"): SshTarget {
+    return {
+      host: this.ipv4,
+      username,
+      privateKey: this.privateKey,
+      hostKeyFingerprint: this.hostKeyFingerprint,
+    };
+  }
+
+  ssh(command: string, username: "root" | typeof SUDO_USER = "root"): Promise<CommandResult> {
+    return sshExec(this.sshTarget(username), command);
+  }
+
+  /** Runs a bash command as root inside the host directly (no SSH): for setup and inspection. */
+  async exec(script: string): Promise<CommandResult> {
+    const result = await execa(
+      "nsenter",
+      [`--net=/run/netns/${this.name}`, `--mount=${this.mountNamespace}`, `--uts=${this.utsNamespace}`, "--", "bash", "-c", script],
+      { reject: false, env: { PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" }, extendEnv: false },
+    );
+    return { exitCode: result.exitCode ?? -1, stdout: result.stdout, stderr: result.stderr };
+  }
+
+  /** Like exec, but fails unless the command exits 0. */
+  async execOrThrow(script: string): Promise<string> {
+    const result = await this.exec(script);
+    if (result.exitCode !== 0) {
+      throw new Error(`${this.name}: '${script}' failed (${result.exitCode}): ${result.stderr || result.stdout}`);
+    }
+    return result.stdout;
+  }
+
+  private async createNetwork(): Promise<void> {
+    const veth = `sv${this.network.slot}h${this.index}`;
+    const inHost = (...args: string[]) => run("ip", ["-n", this.name, ...args]);
+    await run("ip", ["netns", "add", this.name]);
+    await run("ip", ["link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", this.name]);
+    await run("ip", ["link", "set", veth, "master", this.network.bridge, "up"]);
+    await inHost("link", "set", "lo", "up");
+    await inHost("addr", "add", `${this.ipv4}/24`, "dev", "eth0");
+    await inHost("-6", "addr", "add", `${this.ipv6}/64`, "dev", "eth0", "nodad");
+    await inHost("link", "set", "eth0", "up");
+    await inHost("route", "add", "default", "via", this.network.gatewayIpv4);
+    await inHost("-6", "route", "add", "default", "via", this.network.gatewayIpv6);
+  }
+
+  private async createFilesystem(): Promise<void> {
+    const dirs = [
+      ...COPIED_DIRS.flatMap((dir) => [`upper/${dir}`, `work/${dir}`]),
+      ...FRESH_DIRS.map((dir) => `fresh/${dir}`),
+    ];
+    for (const dir of dirs) await mkdir(`${this.stateDir}/${dir}`, { recursive: true });
+    await chmod(`${this.stateDir}/fresh/tmp`, 0o1777);
+    await chmod(`${this.stateDir}/fresh/var/tmp`, 0o1777);
+    await chmod(`${this.stateDir}/fresh/root`, 0o700);
+    const mounts = [
+      ...COPIED_DIRS.map(
+        (dir) =>
+          `mount -t overlay overlay -o lowerdir=/${dir},upperdir=${this.stateDir}/upper/${dir},workdir=${this.stateDir}/work/${dir} /${dir}`,
+      ),
+      ...FRESH_DIRS.map((dir) => `mount --bind ${this.stateDir}/fresh/${dir} /${dir}`),
+      // sysfs shows the network devices of the namespace that mounts it: this host's.
+      "mount -t sysfs sysfs /sys",
+      `hostname ${this.name}`,
+      // As on an installed server: the host's own name resolves without DNS (sudo looks it up).
+      `echo '127.0.1.1 ${this.name}' >> /etc/hosts`,
+    ];
+    await writeFile(this.mountNamespace, "");
+    await writeFile(this.utsNamespace, "");
+    await run("unshare", [
+      `--mount=${this.mountNamespace}`,
+      `--uts=${this.utsNamespace}`,
+      "--propagation",
+      "private",
+      "nsenter",
+      `--net=/run/netns/${this.name}`,
+      "--",
+      "sh",
+      "-ec",
+      mounts.join("\n"),
+    ]);
+  }
+
+  private async startSshd(): Promise<void> {
+    const config = [
+      "Port 22",
+      "HostKey /etc/ssh/ssh_host_ed25519_key",
+      "PermitRootLogin prohibit-password",
+      "PubkeyAuthentication yes",
+      "PasswordAuthentication no",
+      "KbdInteractiveAuthentication no",
+      "UsePAM yes",
+      "PidFile /run/sshd.pid",
+      "Subsystem sftp /usr/lib/openssh/sftp-server",
+      "",
+    ].join("\n");
+    const authorizedKey = `${this.publicKey}\n`;
+    await this.execOrThrow(
+      [
+        "set -e",
+        "rm -f /etc/ssh/ssh_host_*",
+        "ssh-keygen -q -t ed25519 -N '' -f /etc/ssh/ssh_host_ed25519_key",
+        `cat > /etc/ssh/sshd_config <<'EOF'\n${config}EOF`,
+        "mkdir -p /run/sshd /root/.ssh && chmod 700 /root/.ssh",
+        `printf '%s' '${authorizedKey}' > /root/.ssh/authorized_keys`,
+        `useradd --create-home --shell /bin/bash --password '*' ${SUDO_USER}`,
+        `mkdir -p /home/${SUDO_USER}/.ssh && printf '%s' '${authorizedKey}' > /home/${SUDO_USER}/.ssh/authorized_keys`,
+        `chown -R ${SUDO_USER}: /home/${SUDO_USER}/.ssh && chmod 700 /home/${SUDO_USER}/.ssh`,
+        `echo '${SUDO_USER} ALL=(ALL) NOPASSWD: ALL' > /etc/sudoers.d/${SUDO_USER} && chmod 440 /etc/sudoers.d/${SUDO_USER}`,
+        "/usr/sbin/sshd -E /var/log/sshd.log",
+      ].join("\n"),
+    );
+    const fingerprint = await this.execOrThrow("ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub");
+    this.hostKeyFingerprint = fingerprint.split(" ")[1] ?? "";
+    await this.waitForSshd();
+  }
+
+  private async waitForSshd(): Promise<void> {
+    const pidFile = `${this.stateDir}/fresh/run/sshd.pid`;
+    const deadline = Date.now() + 10_000;
+    while (Date.now() < deadline) {
+      const pid = await readFile(pidFile, "utf8").catch(() => "");
+      if (pid.trim()) return;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    const log = await readFile(`${this.stateDir}/fresh/var/log/sshd.log`, "utf8").catch(() => "(no log)");
+    throw new Error(`${this.name}: sshd did not start within 10 s: ${log}`);
+  }
+}
