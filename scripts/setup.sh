@@ -22,7 +22,6 @@ is_root=false
 DEBIAN_PACKAGES=(postgresql openssh-server openssh-client iproute2 iputils-ping python3-venv sudo nftables procps util-linux)
 PG_PORT=${SLAPOS_TEST_PG_PORT:-54329}
 VENV="$SLAPOS_TOOLS_DIR/venv"
-PULUMI_VERSION=$(node -p "require('$repo/node_modules/@pulumi/pulumi/package.json').version" 2>/dev/null || true)
 
 env_lines=()
 missing=()
@@ -36,6 +35,18 @@ step() {
   "$fn"
   end=$(date +%s%N)
   log "setup: $name done in $(( (end - start) / 1000000 )) ms"
+}
+
+# --- Node packages -------------------------------------------------------------------------
+install_node_packages() {
+  local stamp="$repo/node_modules/.package-lock.sha256" want
+  want=$(sha256sum "$repo/package-lock.json" | cut -d' ' -f1)
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+    log "  node_modules matches package-lock.json"
+    return
+  fi
+  (cd "$repo" && npm ci --no-audit --no-fund --loglevel=error)
+  echo "$want" >"$stamp"
 }
 
 # --- Debian packages -----------------------------------------------------------------------
@@ -92,15 +103,13 @@ install_python_venv() {
 
 # --- Pulumi CLI ----------------------------------------------------------------------------
 install_pulumi() {
+  local PULUMI_VERSION
+  PULUMI_VERSION=$(node -p "require('$repo/node_modules/@pulumi/pulumi/package.json').version")
   local own_bin="$SLAPOS_TOOLS_DIR/pulumi/$PULUMI_VERSION/bin" found
   found=$(PATH=$(printf '%s' "$PATH" | tr ':' '\n' | grep -vxF "$own_bin" | paste -sd:) command -v pulumi || true)
   if [ -n "$found" ]; then
     log "  using $found ($("$found" version))"
     return
-  fi
-  if [ -z "$PULUMI_VERSION" ]; then
-    echo "error: node_modules/@pulumi/pulumi is missing: run 'npm ci' first" >&2
-    exit 1
   fi
   if ! command -v go >/dev/null; then
     echo "error: no 'pulumi' on PATH and no Go toolchain to build it; install Pulumi or Go >= 1.24" >&2
@@ -160,6 +169,7 @@ write_env_file() {
 
 total_start=$(date +%s%N)
 mkdir -p "$SLAPOS_TOOLS_DIR"
+step "Node packages" install_node_packages
 step "Debian packages" install_debian_packages
 step "Python venv" install_python_venv
 step "Pulumi CLI" install_pulumi

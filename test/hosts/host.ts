@@ -81,8 +81,20 @@ export class TestHost {
   async exec(script: string): Promise<CommandResult> {
     const result = await execa(
       "nsenter",
-      [`--net=/run/netns/${this.name}`, `--mount=${this.mountNamespace}`, `--uts=${this.utsNamespace}`, "--", "bash", "-c", script],
-      { reject: false, env: { PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" }, extendEnv: false },
+      [
+        `--net=/run/netns/${this.name}`,
+        `--mount=${this.mountNamespace}`,
+        `--uts=${this.utsNamespace}`,
+        "--",
+        "bash",
+        "-c",
+        script,
+      ],
+      {
+        reject: false,
+        env: { PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" },
+        extendEnv: false,
+      },
     );
     return { exitCode: result.exitCode ?? -1, stdout: result.stdout, stderr: result.stderr };
   }
@@ -91,7 +103,9 @@ export class TestHost {
   async execOrThrow(script: string): Promise<string> {
     const result = await this.exec(script);
     if (result.exitCode !== 0) {
-      throw new Error(`${this.name}: '${script}' failed (${result.exitCode}): ${result.stderr || result.stdout}`);
+      throw new Error(
+        `${this.name}: '${script}' failed (${result.exitCode}): ${result.stderr || result.stdout}`,
+      );
     }
     return result.stdout;
   }

@@ -35,7 +35,10 @@ describeWith(testHostRequirements, "test hosts", () => {
   });
 
   it("keeps users and files of one host invisible to the other and to this machine", async () => {
-    expect((await one.ssh("useradd --system isolated-user && touch /srv/only-on-one && id -u isolated-user")).exitCode).toBe(0);
+    expect(
+      (await one.ssh("useradd --system isolated-user && touch /srv/only-on-one && id -u isolated-user"))
+        .exitCode,
+    ).toBe(0);
 
     expect((await one.ssh("id isolated-user && test -f /srv/only-on-one")).exitCode).toBe(0);
     expect((await two.ssh("id isolated-user")).exitCode).not.toBe(0);

@@ -4,7 +4,9 @@ import { execa } from "execa";
 export async function run(file: string, args: string[], input?: string): Promise<string> {
   const result = await execa(file, args, { input, reject: false });
   if (result.exitCode !== 0) {
-    throw new Error(`${file} ${args.join(" ")} failed (${result.exitCode}): ${result.stderr || result.stdout}`);
+    throw new Error(
+      `${file} ${args.join(" ")} failed (${result.exitCode}): ${result.stderr || result.stdout}`,
+    );
   }
   return result.stdout;
 }
