@@ -4,8 +4,8 @@
 # and a running Postgres server for the tests. Safe to run again: a warm run takes seconds.
 # Writes the resulting environment to $SLAPOS_ENV_FILE (see lib.sh); with-env.sh loads it.
 #
-# Without root it installs nothing system-wide: it reports what is missing and which tests
-# will be skipped for it, and still prepares what a normal user can (Postgres in a user dir).
+# Without root it installs nothing system-wide: it reports the missing Debian packages (tests
+# that need them say so when skipped) and prepares the rest in a per-user directory.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -87,15 +87,12 @@ install_python_venv() {
   want=$(sha256sum "$requirements" | cut -d' ' -f1)
   if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x "$VENV/bin/buildout" ]; then
     log "  reused $VENV"
-  elif ! $is_root; then
-    missing+=("the Python venv with zc.buildout, supervisor and slapos.core (root installs it under /opt)")
-    return
   else
     # Debian's interpreter, not one under /root: partition users must be able to run the venv.
     [ -d "$VENV" ] || /usr/bin/python3 -m venv "$VENV"
     "$VENV/bin/pip" install --quiet --disable-pip-version-check --use-pep517 -r "$requirements"
     echo "$want" >"$stamp"
-    chmod -R a+rX "$SLAPOS_TOOLS_DIR"
+    $is_root && chmod -R a+rX "$SLAPOS_TOOLS_DIR"
   fi
   env_lines+=("export SLAPOS_VENV='$VENV'")
   log "  $("$VENV/bin/buildout" --version 2>&1), supervisor $("$VENV/bin/supervisord" --version), $("$VENV/bin/slapos" --version 2>&1 | tail -n 1)"
