@@ -20,7 +20,8 @@ is_root=false
 [ "$(id -u)" -eq 0 ] && is_root=true
 
 DEBIAN_PACKAGES=(postgresql openssh-server openssh-client iproute2 iputils-ping python3-venv sudo nftables procps util-linux)
-PG_PORT=${SLAPOS_TEST_PG_PORT:-54329}
+# One test server per user: root's and a developer's must not fight over the port.
+PG_PORT=${SLAPOS_TEST_PG_PORT:-$((54329 + $(id -u) % 1000))}
 VENV="$SLAPOS_TOOLS_DIR/venv"
 
 env_lines=()
@@ -148,9 +149,13 @@ start_postgres() {
   if as_pg_owner "$bin/pg_ctl" --pgdata="$data" status >/dev/null 2>&1; then
     log "  reused the running server on 127.0.0.1:$PG_PORT"
   else
-    as_pg_owner "$bin/pg_ctl" --pgdata="$data" --log="$data/server.log" --wait \
+    if ! as_pg_owner "$bin/pg_ctl" --pgdata="$data" --log="$data/server.log" --wait \
       --options="-c listen_addresses=127.0.0.1 -c port=$PG_PORT -c unix_socket_directories=$sockets -c max_connections=300 -c fsync=off" \
-      start >/dev/null
+      start >/dev/null; then
+      echo "error: the test Postgres server did not start on 127.0.0.1:$PG_PORT (SLAPOS_TEST_PG_PORT picks another port); its log:" >&2
+      tail -n 5 "$data/server.log" >&2
+      exit 1
+    fi
     log "  started $("$bin/postgres" --version) on 127.0.0.1:$PG_PORT"
   fi
   env_lines+=("export TEST_DATABASE_URL='postgres://postgres@127.0.0.1:$PG_PORT/postgres'")
