@@ -1,0 +1,311 @@
+import { createHash, randomBytes } from "node:crypto";
+import { and, asc, eq, gt, inArray, isNull, sql } from "drizzle-orm";
+import type { Db, Executor } from "../db/connect.js";
+import {
+  type Capabilities,
+  certificates,
+  computers,
+  type PartitionAddress,
+  type PartitionExtras,
+  partitions,
+  registrationTokens,
+  softwareInstallations,
+} from "../db/schema.js";
+import { type Authority, issueClientCertificate } from "../identity/authority.js";
+import type { Actor } from "./actor.js";
+import { forbidden, invalid, notFound } from "./errors.js";
+import { newId } from "./ids.js";
+
+export interface PartitionLayout {
+  reference: string;
+  addresses: PartitionAddress[];
+  tap?: string | null;
+  extras?: PartitionExtras;
+}
+
+export interface PartitionView extends Required<PartitionLayout> {
+  state: "free" | "busy";
+  instanceId: string | null;
+}
+
+export interface SoftwareView {
+  url: string;
+  requestedState: "available" | "destroyed";
+  reportedState: "building" | "available" | "error" | "destroyed" | null;
+  errorLog: string | null;
+}
+
+export interface ComputerView {
+  id: string;
+  title: string;
+  ownerId: string;
+  region: string | null;
+  capabilities: Capabilities;
+  pricePerPartitionHour: number;
+  lastContactAt: string | null;
+  desiredVersion: number;
+  partitions: PartitionView[];
+  software: SoftwareView[];
+}
+
+export interface ComputerSettings {
+  title?: string;
+  region?: string | null;
+  capabilities?: Capabilities;
+  pricePerPartitionHour?: number;
+}
+
+export interface Registration {
+  computerId: string;
+  certificate: string;
+  privateKey: string;
+  caCertificate: string;
+}
+
+const TOKEN_PREFIX = "slapreg-";
+
+function hashToken(token: string): string {
+  return createHash("sha256").update(token).digest("hex");
+}
+
+type ComputerRow = typeof computers.$inferSelect;
+
+async function loadComputer(executor: Executor, id: string): Promise<ComputerRow> {
+  const [row] = await executor.select().from(computers).where(eq(computers.id, id));
+  if (!row || row.deregisteredAt) throw notFound(`no computer ${id}`);
+  return row;
+}
+
+/** Owners (and admins) manage a computer; the computer itself reads and reports its own. */
+function authorize(actor: Actor, computer: ComputerRow, access: "read" | "manage" | "node"): void {
+  if (actor.kind === "person" && (actor.isAdmin || (computer.ownerId === actor.id && access !== "node"))) return;
+  if (actor.kind === "computer" && actor.id === computer.id && access !== "manage") return;
+  throw forbidden(`${actor.kind} ${actor.id} may not ${access === "node" ? "act as" : access} computer ${computer.id}`);
+}
+
+export async function viewComputers(executor: Executor, rows: ComputerRow[]): Promise<ComputerView[]> {
+  const ids = rows.map((row) => row.id);
+  const [partitionRows, softwareRows] =
+    ids.length === 0
+      ? [[], []]
+      : await Promise.all([
+          executor.select().from(partitions).where(inArray(partitions.computerId, ids)).orderBy(asc(partitions.id)),
+          executor
+            .select()
+            .from(softwareInstallations)
+            .where(inArray(softwareInstallations.computerId, ids))
+            .orderBy(asc(softwareInstallations.url)),
+        ]);
+  return rows.map((row) => ({
+    id: row.id,
+    title: row.title,
+    ownerId: row.ownerId,
+    region: row.region,
+    capabilities: row.capabilities,
+    pricePerPartitionHour: row.pricePerPartitionHour,
+    lastContactAt: row.lastContactAt?.toISOString() ?? null,
+    desiredVersion: row.desiredVersion,
+    partitions: partitionRows
+      .filter((partition) => partition.computerId === row.id)
+      .map((partition) => ({
+        reference: partition.reference,
+        addresses: partition.addresses,
+        tap: partition.tap,
+        extras: partition.extras,
+        state: partition.state,
+        instanceId: partition.instanceId,
+      })),
+    software: softwareRows
+      .filter((software) => software.computerId === row.id)
+      .map((software) => ({
+        url: software.url,
+        requestedState: software.requestedState,
+        reportedState: software.reportedState,
+        errorLog: software.errorLog,
+      })),
+  }));
+}
+
+async function viewOne(executor: Executor, row: ComputerRow): Promise<ComputerView> {
+  const [view] = await viewComputers(executor, [row]);
+  if (!view) throw new Error("unreachable: a view for every row");
+  return view;
+}
+
+/**
+ * A one-time token a person hands to a new node (`slap node register`, `slap bootstrap`). Only
+ * its hash is stored. With `computerId`, it re-registers that existing computer (a rebuilt node).
+ */
+export async function createRegistrationToken(
+  db: Db,
+  actor: Actor,
+  options: { computerId?: string; ttlSeconds?: number } = {},
+): Promise<{ token: string; expiresAt: string }> {
+  if (actor.kind !== "person") throw forbidden(`only persons issue registration tokens, not ${actor.kind} ${actor.id}`);
+  if (options.computerId) authorize(actor, await loadComputer(db, options.computerId), "manage");
+  const token = `${TOKEN_PREFIX}${randomBytes(24).toString("base64url")}`;
+  const expiresAt = new Date(Date.now() + (options.ttlSeconds ?? 3600) * 1000);
+  await db
+    .insert(registrationTokens)
+    .values({ tokenHash: hashToken(token), personId: actor.id, computerId: options.computerId ?? null, expiresAt });
+  return { token, expiresAt: expiresAt.toISOString() };
+}
+
+/**
+ * Exchanges a registration token for a computer identity: a new computer owned by the token's
+ * person (or the existing one the token names), with a fresh certificate; older certificates of
+ * that computer are revoked. The token works once.
+ */
+export async function registerComputer(
+  db: Db,
+  authority: Authority,
+  token: string,
+  options: { title?: string } = {},
+): Promise<Registration> {
+  return db.transaction(async (tx) => {
+    const [claimed] = await tx
+      .update(registrationTokens)
+      .set({ usedAt: sql`now()` })
+      .where(
+        and(
+          eq(registrationTokens.tokenHash, hashToken(token)),
+          isNull(registrationTokens.usedAt),
+          gt(registrationTokens.expiresAt, sql`now()`),
+        ),
+      )
+      .returning();
+    if (!claimed) {
+      throw invalid("token", "the registration token is unknown, expired or already used; ask for a new one");
+    }
+    let computerId = claimed.computerId;
+    if (computerId) {
+      await tx
+        .update(certificates)
+        .set({ revokedAt: sql`now()` })
+        .where(and(eq(certificates.kind, "computer"), eq(certificates.subjectId, computerId), isNull(certificates.revokedAt)));
+      if (options.title) await tx.update(computers).set({ title: options.title }).where(eq(computers.id, computerId));
+    } else {
+      computerId = newId("COMP");
+      await tx.insert(computers).values({ id: computerId, title: options.title || computerId, ownerId: claimed.personId });
+    }
+    const issued = issueClientCertificate(authority, "computer", computerId);
+    await tx.insert(certificates).values({
+      serial: issued.serial,
+      kind: "computer",
+      subjectId: computerId,
+      certificatePem: issued.certificatePem,
+      expiresAt: issued.expiresAt,
+    });
+    return {
+      computerId,
+      certificate: issued.certificatePem,
+      privateKey: issued.privateKeyPem,
+      caCertificate: authority.certificatePem,
+    };
+  });
+}
+
+/**
+ * Records the partitions a node formatted. Idempotent upsert by reference: addresses and taps
+ * are updated, partitions missing from the upload are kept (format never shrinks silently),
+ * and a busy partition stays busy.
+ */
+export async function uploadPartitions(
+  db: Db,
+  actor: Actor,
+  computerId: string,
+  layout: PartitionLayout[],
+): Promise<ComputerView> {
+  const seen = new Set<string>();
+  for (const [index, partition] of layout.entries()) {
+    if (seen.has(partition.reference)) {
+      throw invalid(`partitions[${index}].reference`, `partition ${partition.reference} appears twice`);
+    }
+    seen.add(partition.reference);
+  }
+  return db.transaction(async (tx) => {
+    const computer = await loadComputer(tx, computerId);
+    authorize(actor, computer, "node");
+    if (layout.length > 0) {
+      await tx
+        .insert(partitions)
+        .values(
+          layout.map((partition) => ({
+            computerId,
+            reference: partition.reference,
+            addresses: partition.addresses,
+            tap: partition.tap ?? null,
+            extras: partition.extras ?? {},
+          })),
+        )
+        .onConflictDoUpdate({
+          target: [partitions.computerId, partitions.reference],
+          set: {
+            addresses: sql`excluded.addresses`,
+            tap: sql`excluded.tap`,
+            extras: sql`excluded.extras`,
+          },
+        });
+    }
+    const [touched] = await tx
+      .update(computers)
+      .set({ lastContactAt: sql`now()` })
+      .where(eq(computers.id, computerId))
+      .returning();
+    return viewOne(tx, touched ?? computer);
+  });
+}
+
+export async function updateComputer(
+  db: Db,
+  actor: Actor,
+  id: string,
+  settings: ComputerSettings,
+): Promise<ComputerView> {
+  const computer = await loadComputer(db, id);
+  authorize(actor, computer, "manage");
+  if (settings.pricePerPartitionHour !== undefined && settings.pricePerPartitionHour < 0) {
+    throw invalid("pricePerPartitionHour", "a price cannot be negative");
+  }
+  const [updated] = await db
+    .update(computers)
+    .set({
+      ...(settings.title !== undefined ? { title: settings.title } : {}),
+      ...(settings.region !== undefined ? { region: settings.region } : {}),
+      ...(settings.capabilities !== undefined ? { capabilities: settings.capabilities } : {}),
+      ...(settings.pricePerPartitionHour !== undefined ? { pricePerPartitionHour: settings.pricePerPartitionHour } : {}),
+    })
+    .where(eq(computers.id, id))
+    .returning();
+  return viewOne(db, updated ?? computer);
+}
+
+export async function getComputer(db: Db, actor: Actor, id: string): Promise<ComputerView> {
+  const computer = await loadComputer(db, id);
+  authorize(actor, computer, "read");
+  return viewOne(db, computer);
+}
+
+/** The computers a person owns (all of them for an admin). */
+export async function listComputers(db: Db, actor: Actor): Promise<ComputerView[]> {
+  if (actor.kind !== "person") throw forbidden(`${actor.kind} ${actor.id} may not list computers`);
+  const active = isNull(computers.deregisteredAt);
+  const rows = await db
+    .select()
+    .from(computers)
+    .where(actor.isAdmin ? active : and(active, eq(computers.ownerId, actor.id)))
+    .orderBy(asc(computers.createdAt));
+  return viewComputers(db, rows);
+}
+
+/** Checks that the actor is this computer (or an admin) and records that the node was heard from. */
+export async function touchComputer(executor: Executor, actor: Actor, id: string): Promise<ComputerRow> {
+  const computer = await loadComputer(executor, id);
+  authorize(actor, computer, "node");
+  const [touched] = await executor
+    .update(computers)
+    .set({ lastContactAt: sql`now()` })
+    .where(eq(computers.id, id))
+    .returning();
+  return touched ?? computer;
+}

@@ -1,0 +1,527 @@
+import { and, eq, inArray, isNull, ne, sql } from "drizzle-orm";
+import type { Db, Executor } from "../db/connect.js";
+import { certificates, computers, contracts, partitions, softwareInstances } from "../db/schema.js";
+import type { Actor } from "./actor.js";
+import { allocatePartition } from "./allocation.js";
+import { bumpComputers, bumpInstances, nextTimestamp } from "./changes.js";
+import { conflict, forbidden, invalid, notFound } from "./errors.js";
+import { newId } from "./ids.js";
+import { parseSla } from "./sla.js";
+
+export type RequestedState = "started" | "stopped" | "destroyed";
+export type ReportedState = "started" | "stopped" | "destroyed" | "error";
+export type InstanceRow = typeof softwareInstances.$inferSelect;
+
+export interface InstanceRequest {
+  title: string;
+  softwareReleaseUrl: string;
+  softwareType?: string;
+  parameters?: Record<string, string>;
+  sla?: Record<string, string>;
+  shared?: boolean;
+  /** Absent: keep the current state (`started` for a new instance). */
+  state?: RequestedState;
+}
+
+export type InstanceStatus = "pending" | "deploying" | "ready" | "error" | "destroying" | "destroyed";
+
+export interface InstanceView {
+  id: string;
+  title: string;
+  softwareReleaseUrl: string;
+  softwareType: string;
+  parameters: Record<string, string>;
+  sla: Record<string, string>;
+  shared: boolean;
+  requestedState: RequestedState;
+  reportedState: ReportedState | null;
+  status: InstanceStatus;
+  errorLog: string | null;
+  connectionParameters: Record<string, string>;
+  computerId: string | null;
+  partitionReference: string | null;
+  ipList: string[];
+  hostInstanceId: string | null;
+  parentId: string | null;
+  rootId: string;
+  ownerId: string;
+  timestamp: number;
+  createdAt: string;
+  destroyedAt: string | null;
+}
+
+function statusOf(row: InstanceRow, hasPlace: boolean): InstanceStatus {
+  if (row.destroyedAt) return "destroyed";
+  if (row.requestedState === "destroyed") return "destroying";
+  if (!hasPlace) return "pending";
+  if (row.reportedState === "error") return "error";
+  if (row.shared) return Object.keys(row.connectionParameters).length > 0 ? "ready" : "deploying";
+  return row.reportedState === row.requestedState ? "ready" : "deploying";
+}
+
+/** Instances with their partition (their host's, for shared instances), in the API's shape. */
+export async function viewInstances(executor: Executor, rows: InstanceRow[]): Promise<InstanceView[]> {
+  const placeIds = [...new Set(rows.map((row) => (row.shared ? row.hostInstanceId : row.id)).filter(isString))];
+  const places =
+    placeIds.length === 0
+      ? []
+      : await executor.select().from(partitions).where(inArray(partitions.instanceId, placeIds));
+  const placeOf = new Map(places.map((partition) => [partition.instanceId, partition]));
+  return rows.map((row) => {
+    const partition = placeOf.get(row.shared ? row.hostInstanceId : row.id);
+    return {
+      id: row.id,
+      title: row.title,
+      softwareReleaseUrl: row.softwareReleaseUrl,
+      softwareType: row.softwareType,
+      parameters: row.parameters,
+      sla: row.sla,
+      shared: row.shared,
+      requestedState: row.requestedState,
+      reportedState: row.reportedState,
+      status: statusOf(row, row.shared ? Boolean(row.hostInstanceId) : Boolean(partition)),
+      errorLog: row.errorLog,
+      connectionParameters: row.connectionParameters,
+      computerId: partition?.computerId ?? null,
+      partitionReference: partition?.reference ?? null,
+      ipList: partition?.addresses.map((address) => address.address) ?? [],
+      hostInstanceId: row.hostInstanceId,
+      parentId: row.parentId,
+      rootId: row.rootId,
+      ownerId: row.ownerId,
+      timestamp: row.timestamp,
+      createdAt: row.createdAt.toISOString(),
+      destroyedAt: row.destroyedAt?.toISOString() ?? null,
+    };
+  });
+}
+
+function isString(value: string | null): value is string {
+  return typeof value === "string";
+}
+
+async function viewOne(executor: Executor, row: InstanceRow): Promise<InstanceView> {
+  const [view] = await viewInstances(executor, [row]);
+  if (!view) throw new Error("unreachable: a view for every row");
+  return view;
+}
+
+async function loadInstance(executor: Executor, id: string, lock = false): Promise<InstanceRow> {
+  const query = executor.select().from(softwareInstances).where(eq(softwareInstances.id, id));
+  const [row] = lock ? await query.for("update") : await query;
+  if (!row) throw notFound(`no software instance ${id}`);
+  return row;
+}
+
+/** The computer whose partition runs this instance (its host's, for a shared one). */
+async function computerOf(executor: Executor, row: InstanceRow): Promise<string | undefined> {
+  const placeId = row.shared ? row.hostInstanceId : row.id;
+  if (!placeId) return undefined;
+  const [partition] = await executor
+    .select({ computerId: partitions.computerId })
+    .from(partitions)
+    .where(eq(partitions.instanceId, placeId));
+  return partition?.computerId;
+}
+
+type Access = "read" | "publish" | "report" | "bang";
+
+/** Whether this actor may act on this instance; throws `forbidden` naming who may. */
+async function authorize(executor: Executor, actor: Actor, row: InstanceRow, access: Access): Promise<void> {
+  if (actor.kind === "person") {
+    if (actor.isAdmin || (row.ownerId === actor.id && (access === "read" || access === "bang"))) return;
+    throw forbidden(`person ${actor.id} may not ${access} instance ${row.id}: it belongs to someone else`);
+  }
+  if (actor.kind === "instance") {
+    if (actor.id === row.id && access !== "report") return;
+    if (access === "read" || access === "bang") {
+      const self = await loadInstance(executor, actor.id);
+      if (self.rootId === row.rootId) return;
+    }
+    if (access === "publish" && row.shared && row.hostInstanceId === actor.id) return;
+    throw forbidden(`instance ${actor.id} may not ${access} instance ${row.id}: not in its own tree`);
+  }
+  if ((await computerOf(executor, row)) === actor.id) return;
+  throw forbidden(`computer ${actor.id} may not ${access} instance ${row.id}: it does not run there`);
+}
+
+/**
+ * Requests an instance, SlapOS style: the title identifies it within the requester's scope (a
+ * person's roots, or an instance's tree), so a re-request with the same title updates it and
+ * is cheap when nothing changed. Any change a node must act on bumps the timestamp.
+ */
+export async function requestInstance(db: Db, actor: Actor, request: InstanceRequest): Promise<InstanceView> {
+  if (actor.kind === "computer") throw forbidden(`computer ${actor.id} may not request instances`);
+  if (request.title.trim() === "") throw invalid("title", "an instance needs a non-empty title");
+  if (request.softwareReleaseUrl.trim() === "")
+    throw invalid("softwareReleaseUrl", "an instance needs a software release URL");
+  const sla = parseSla(request.sla ?? {});
+  const shared = request.shared ?? false;
+  const softwareType = request.softwareType || "default";
+
+  return db.transaction(async (tx) => {
+    if (sla.computerGuid) await assertComputerExists(tx, sla.computerGuid, "sla.computer_guid");
+    let scope: string;
+    let ownerId: string;
+    let parent: InstanceRow | undefined;
+    if (actor.kind === "person") {
+      scope = `person:${actor.id}`;
+      ownerId = actor.id;
+    } else {
+      parent = await loadInstance(tx, actor.id);
+      if (parent.destroyedAt || parent.requestedState === "destroyed")
+        throw conflict(`instance ${parent.id} is being destroyed and may not request instances`);
+      scope = `tree:${parent.rootId}`;
+      ownerId = parent.ownerId;
+    }
+
+    const id = newId("SOFTINST");
+    const inserted = await tx
+      .insert(softwareInstances)
+      .values({
+        id,
+        title: request.title,
+        scope,
+        softwareReleaseUrl: request.softwareReleaseUrl,
+        softwareType,
+        parameters: request.parameters ?? {},
+        sla: request.sla ?? {},
+        shared,
+        requestedState: request.state ?? "started",
+        ownerId,
+        parentId: parent?.id ?? null,
+        rootId: parent?.rootId ?? id,
+        timestamp: Date.now(),
+      })
+      .onConflictDoNothing({ target: [softwareInstances.scope, softwareInstances.title] })
+      .returning();
+
+    let row = inserted[0];
+    if (row) {
+      if (row.requestedState === "destroyed") {
+        throw notFound(`no instance titled '${request.title}' to destroy`);
+      }
+    } else {
+      const [existing] = await tx
+        .select()
+        .from(softwareInstances)
+        .where(and(eq(softwareInstances.scope, scope), eq(softwareInstances.title, request.title)))
+        .for("update");
+      if (!existing) throw new Error(`instance '${request.title}' vanished during its request`);
+      row = await updateRequested(tx, existing, { ...request, softwareType, shared }, parent);
+    }
+
+    if (!row.destroyedAt && row.requestedState !== "destroyed") {
+      if (row.shared && !row.hostInstanceId) row = await attachToHost(tx, row, sla.instanceGuid, sla.computerGuid);
+      else if (!row.shared && row.partitionId === null) {
+        const allocation = await allocatePartition(tx, {
+          instanceId: row.id,
+          softwareReleaseUrl: row.softwareReleaseUrl,
+          sla,
+          conditions: row.sla,
+          requesterId: row.ownerId,
+        });
+        if (allocation) row = { ...row, partitionId: allocation.partitionId };
+      }
+    }
+    return viewOne(tx, row);
+  });
+}
+
+async function updateRequested(
+  tx: Executor,
+  existing: InstanceRow,
+  request: InstanceRequest & { softwareType: string; shared: boolean },
+  parent: InstanceRow | undefined,
+): Promise<InstanceRow> {
+  if (existing.shared !== request.shared) {
+    throw conflict(
+      `instance '${existing.title}' is ${existing.shared ? "shared" : "not shared"}; destroy it before requesting it ${request.shared ? "shared" : "not shared"}`,
+    );
+  }
+  let state = request.state ?? existing.requestedState;
+  // A tree follows its root: a child of a stopped or destroyed root cannot be started.
+  if (parent) {
+    const root = parent.id === existing.rootId ? parent : await loadInstance(tx, existing.rootId);
+    if (root.requestedState !== "started" && state === "started") state = root.requestedState;
+  }
+  const changed =
+    existing.softwareReleaseUrl !== request.softwareReleaseUrl ||
+    existing.softwareType !== request.softwareType ||
+    state !== existing.requestedState ||
+    (request.parameters !== undefined && !sameRecord(existing.parameters, request.parameters));
+  const slaChanged = request.sla !== undefined && !sameRecord(existing.sla, request.sla);
+  if (!changed && !slaChanged) return existing;
+
+  const [updated] = await tx
+    .update(softwareInstances)
+    .set({
+      softwareReleaseUrl: request.softwareReleaseUrl,
+      softwareType: request.softwareType,
+      parameters: request.parameters ?? existing.parameters,
+      sla: request.sla ?? existing.sla,
+      requestedState: state,
+      ...(changed ? { timestamp: nextTimestamp } : {}),
+    })
+    .where(eq(softwareInstances.id, existing.id))
+    .returning();
+  if (!updated) throw new Error(`instance ${existing.id} vanished during its update`);
+  if (!changed) return updated;
+
+  const computerId = await computerOf(tx, updated);
+  if (computerId) await bumpComputers(tx, [computerId]);
+  if (updated.shared && updated.hostInstanceId) {
+    await bumpInstances(tx, [updated.hostInstanceId]); // the host serves its shared instances' parameters
+    if (state === "destroyed") await finishSharedDestruction(tx, updated);
+  }
+  if (!updated.shared && updated.id === updated.rootId && state !== existing.requestedState) {
+    await propagateTreeState(tx, updated.id, state);
+  }
+  return (await tx.select().from(softwareInstances).where(eq(softwareInstances.id, updated.id)))[0] ?? updated;
+}
+
+/** A root's new state reaches every instance of its tree (stop and destroy go down the tree). */
+async function propagateTreeState(tx: Executor, rootId: string, state: RequestedState): Promise<void> {
+  const members = await tx
+    .update(softwareInstances)
+    .set({ requestedState: state, timestamp: nextTimestamp })
+    .where(
+      and(
+        eq(softwareInstances.rootId, rootId),
+        ne(softwareInstances.id, rootId),
+        isNull(softwareInstances.destroyedAt),
+        ne(softwareInstances.requestedState, state),
+      ),
+    )
+    .returning();
+  await bumpInstances(
+    tx,
+    members.map((member) => member.hostInstanceId ?? member.id),
+  );
+  for (const member of members) if (member.shared && state === "destroyed") await finishSharedDestruction(tx, member);
+}
+
+function sameRecord(a: Record<string, string>, b: Record<string, string>): boolean {
+  const keys = Object.keys(a);
+  return keys.length === Object.keys(b).length && keys.every((key) => Object.hasOwn(b, key) && a[key] === b[key]);
+}
+
+/** Attaches a shared instance to a busy partition hosting the same release and software type. */
+async function attachToHost(
+  tx: Executor,
+  row: InstanceRow,
+  instanceGuid: string | undefined,
+  computerGuid: string | undefined,
+): Promise<InstanceRow> {
+  const conditions = [
+    eq(softwareInstances.softwareReleaseUrl, row.softwareReleaseUrl),
+    eq(softwareInstances.softwareType, row.softwareType),
+    eq(softwareInstances.shared, false),
+    eq(softwareInstances.requestedState, "started"),
+    isNull(softwareInstances.destroyedAt),
+    eq(partitions.state, "busy"),
+  ];
+  if (instanceGuid) conditions.push(eq(softwareInstances.id, instanceGuid));
+  if (computerGuid) conditions.push(eq(partitions.computerId, computerGuid));
+  const [host] = await tx
+    .select({ id: softwareInstances.id })
+    .from(softwareInstances)
+    .innerJoin(partitions, eq(partitions.instanceId, softwareInstances.id))
+    .where(and(...conditions))
+    .orderBy(softwareInstances.createdAt)
+    .limit(1);
+  if (!host) return row;
+  const [attached] = await tx
+    .update(softwareInstances)
+    .set({ hostInstanceId: host.id })
+    .where(eq(softwareInstances.id, row.id))
+    .returning();
+  await bumpInstances(tx, [host.id]);
+  return attached ?? row;
+}
+
+/** A shared instance has no partition: once its host is told, its destruction is complete. */
+async function finishSharedDestruction(tx: Executor, row: InstanceRow): Promise<void> {
+  await tx
+    .update(softwareInstances)
+    .set({ destroyedAt: sql`now()`, scope: `destroyed:${row.id}`, reportedState: "destroyed" })
+    .where(eq(softwareInstances.id, row.id));
+}
+
+export async function getInstance(db: Db, actor: Actor, id: string): Promise<InstanceView> {
+  const row = await loadInstance(db, id);
+  await authorize(db, actor, row, "read");
+  return viewOne(db, row);
+}
+
+/** A person's instances (all of them for an admin); an instance's own tree. */
+export async function listInstances(db: Db, actor: Actor): Promise<InstanceView[]> {
+  let rows: InstanceRow[];
+  if (actor.kind === "person") {
+    rows = actor.isAdmin
+      ? await db.select().from(softwareInstances).orderBy(softwareInstances.createdAt)
+      : await db
+          .select()
+          .from(softwareInstances)
+          .where(eq(softwareInstances.ownerId, actor.id))
+          .orderBy(softwareInstances.createdAt);
+  } else if (actor.kind === "instance") {
+    const self = await loadInstance(db, actor.id);
+    rows = await db
+      .select()
+      .from(softwareInstances)
+      .where(eq(softwareInstances.rootId, self.rootId))
+      .orderBy(softwareInstances.createdAt);
+  } else {
+    throw forbidden(`computer ${actor.id} lists its instances through its desired state`);
+  }
+  return viewInstances(db, rows);
+}
+
+/** Publishes connection parameters; the requester is woken to read them if they changed. */
+export async function setConnectionParameters(
+  db: Db,
+  actor: Actor,
+  id: string,
+  parameters: Record<string, string>,
+): Promise<InstanceView> {
+  return db.transaction(async (tx) => {
+    const row = await loadInstance(tx, id, true);
+    await authorize(tx, actor, row, "publish");
+    if (sameRecord(row.connectionParameters, parameters)) return viewOne(tx, row);
+    const [updated] = await tx
+      .update(softwareInstances)
+      .set({ connectionParameters: parameters })
+      .where(eq(softwareInstances.id, id))
+      .returning();
+    if (row.parentId) await bumpInstances(tx, [row.parentId]);
+    return viewOne(tx, updated ?? row);
+  });
+}
+
+/** The node reports what it achieved for an instance (and the error log when it failed). */
+export async function reportInstanceState(
+  db: Db,
+  actor: Actor,
+  id: string,
+  state: Exclude<ReportedState, "destroyed">,
+  errorLog?: string,
+): Promise<InstanceView> {
+  const row = await loadInstance(db, id);
+  await authorize(db, actor, row, "report");
+  const [updated] = await db
+    .update(softwareInstances)
+    .set({ reportedState: state, reportedAt: sql`now()`, errorLog: state === "error" ? (errorLog ?? "") : null })
+    .where(eq(softwareInstances.id, id))
+    .returning();
+  return viewOne(db, updated ?? row);
+}
+
+/** "Something broke, reprocess": every instance of the tree gets a new timestamp. */
+export async function bangInstance(db: Db, actor: Actor, id: string): Promise<void> {
+  await db.transaction(async (tx) => {
+    const row = await loadInstance(tx, id);
+    await authorize(tx, actor, row, "bang");
+    const tree = await tx
+      .select({ id: softwareInstances.id })
+      .from(softwareInstances)
+      .where(and(eq(softwareInstances.rootId, row.rootId), isNull(softwareInstances.destroyedAt)));
+    await bumpInstances(
+      tx,
+      tree.map((member) => member.id),
+    );
+  });
+}
+
+/**
+ * The node destroyed the instance's files: the partition becomes free, the contract ends, the
+ * instance's certificates are revoked and its title becomes free again. A parent waits for its
+ * children (as in SlapOS, destruction goes bottom-up).
+ */
+export async function completeDestruction(db: Db, actor: Actor, id: string): Promise<InstanceView> {
+  return db.transaction(async (tx) => {
+    const row = await loadInstance(tx, id, true);
+    await authorize(tx, actor, row, "report");
+    if (row.destroyedAt) return viewOne(tx, row);
+    if (row.requestedState !== "destroyed") {
+      throw conflict(`instance ${id} is requested ${row.requestedState}, not destroyed: its partition stays busy`);
+    }
+    const children = await tx
+      .select({ id: softwareInstances.id })
+      .from(softwareInstances)
+      .where(and(eq(softwareInstances.parentId, id), isNull(softwareInstances.destroyedAt)));
+    if (children.length > 0) {
+      throw conflict(
+        `instance ${id} still has ${children.length} child instance(s) being destroyed (${children.map((child) => child.id).join(", ")}); report again once they are gone`,
+      );
+    }
+    const [partition] = await tx
+      .update(partitions)
+      .set({ state: "free", instanceId: null })
+      .where(eq(partitions.instanceId, id))
+      .returning();
+    await tx
+      .update(contracts)
+      .set({ endedAt: sql`now()` })
+      .where(and(eq(contracts.instanceId, id), isNull(contracts.endedAt)));
+    await tx
+      .update(certificates)
+      .set({ revokedAt: sql`now()` })
+      .where(and(eq(certificates.kind, "instance"), eq(certificates.subjectId, id), isNull(certificates.revokedAt)));
+    const [destroyed] = await tx
+      .update(softwareInstances)
+      .set({ destroyedAt: sql`now()`, reportedState: "destroyed", partitionId: null, scope: `destroyed:${id}` })
+      .where(eq(softwareInstances.id, id))
+      .returning();
+    if (partition) await bumpComputers(tx, [partition.computerId]);
+    if (row.parentId) await bumpInstances(tx, [row.parentId]);
+    return viewOne(tx, destroyed ?? row);
+  });
+}
+
+/** Requests naming a computer that does not exist fail clearly instead of waiting forever. */
+async function assertComputerExists(executor: Executor, computerId: string, field: string): Promise<void> {
+  const [row] = await executor.select({ id: computers.id }).from(computers).where(eq(computers.id, computerId));
+  if (!row) throw invalid(field, `no computer ${computerId}`);
+}
+
+/**
+ * Retries the allocation of instances that found no partition when requested, after capacity
+ * appeared (a node uploaded partitions, a partition was freed).
+ */
+export async function allocatePending(db: Db, limit = 100): Promise<number> {
+  const pending = await db
+    .select()
+    .from(softwareInstances)
+    .where(
+      and(
+        isNull(softwareInstances.partitionId),
+        eq(softwareInstances.shared, false),
+        isNull(softwareInstances.destroyedAt),
+        ne(softwareInstances.requestedState, "destroyed"),
+      ),
+    )
+    .orderBy(softwareInstances.createdAt)
+    .limit(limit);
+  let allocated = 0;
+  for (const row of pending) {
+    const done = await db.transaction(async (tx) => {
+      const [current] = await tx
+        .select()
+        .from(softwareInstances)
+        .where(and(eq(softwareInstances.id, row.id), isNull(softwareInstances.partitionId)))
+        .for("update", { skipLocked: true });
+      if (!current) return false;
+      const allocation = await allocatePartition(tx, {
+        instanceId: current.id,
+        softwareReleaseUrl: current.softwareReleaseUrl,
+        sla: parseSla(current.sla),
+        conditions: current.sla,
+        requesterId: current.ownerId,
+      });
+      return Boolean(allocation);
+    });
+    if (done) allocated++;
+  }
+  return allocated;
+}
