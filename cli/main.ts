@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { Command } from "commander";
+import { registerMasterCommands } from "./commands/master.js";
 import { formatReport, inspectComponents } from "./doctor.js";
 
 const program = new Command("slap")
@@ -19,4 +20,11 @@ program
     }
   });
 
-await program.parseAsync();
+registerMasterCommands(program);
+
+try {
+  await program.parseAsync();
+} catch (error) {
+  console.error(`slap: ${(error as Error).message}`);
+  process.exitCode = 1;
+}

@@ -85,7 +85,9 @@ export const partitions = pgTable(
     addresses: jsonb("addresses").$type<PartitionAddress[]>().notNull().default([]),
     tap: text("tap"),
     extras: jsonb("extras").$type<PartitionExtras>().notNull().default({}),
-    state: text("state", { enum: ["free", "busy"] }).notNull().default("free"),
+    state: text("state", { enum: ["free", "busy"] })
+      .notNull()
+      .default("free"),
     /** The instance living here; unique, so a partition is never given twice. */
     instanceId: text("instance_id"),
   },
@@ -132,7 +134,10 @@ export const softwareInstances = pgTable(
     reportedState: text("reported_state", { enum: ["started", "stopped", "destroyed", "error"] }),
     reportedAt: timestamp("reported_at", { withTimezone: true }),
     errorLog: text("error_log"),
-    connectionParameters: jsonb("connection_parameters").$type<Record<string, string>>().notNull().default({}),
+    connectionParameters: jsonb("connection_parameters")
+      .$type<Record<string, string>>()
+      .notNull()
+      .default({}),
     /** The person who owns the whole tree (the requester of its root). */
     ownerId: text("owner_id")
       .notNull()
@@ -182,7 +187,10 @@ export const contracts = pgTable(
     startedAt: timestamp("started_at", { withTimezone: true }).notNull().defaultNow(),
     endedAt: timestamp("ended_at", { withTimezone: true }),
   },
-  (table) => [index("contracts_requester_idx").on(table.requesterId), index("contracts_instance_idx").on(table.instanceId)],
+  (table) => [
+    index("contracts_requester_idx").on(table.requesterId),
+    index("contracts_instance_idx").on(table.instanceId),
+  ],
 );
 
 export const usageRecords = pgTable(

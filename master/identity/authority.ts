@@ -36,7 +36,11 @@ export async function loadOrCreateAuthority(db: Db): Promise<Authority> {
   return row;
 }
 
-function newKeyPair(): { publicKey: forge.pki.PublicKey; privateKey: forge.pki.rsa.PrivateKey; privateKeyPem: string } {
+function newKeyPair(): {
+  publicKey: forge.pki.PublicKey;
+  privateKey: forge.pki.rsa.PrivateKey;
+  privateKeyPem: string;
+} {
   // Node generates the key natively (forge's pure-JS RSA generation takes seconds); forge signs.
   const { publicKey, privateKey } = generateKeyPairSync("rsa", { modulusLength: 2048 });
   const privateKeyPem = privateKey.export({ type: "pkcs1", format: "pem" }).toString();
@@ -107,7 +111,9 @@ function issue(authority: Authority, options: IssueOptions): IssuedCertificate {
   if (options.serverNames) {
     extensions.push({
       name: "subjectAltName",
-      altNames: options.serverNames.map((name) => (isIP(name) ? { type: 7, ip: name } : { type: 2, value: name })),
+      altNames: options.serverNames.map((name) =>
+        isIP(name) ? { type: 7, ip: name } : { type: 2, value: name },
+      ),
     });
   }
   certificate.setExtensions(extensions);
@@ -121,11 +127,24 @@ function issue(authority: Authority, options: IssueOptions): IssuedCertificate {
 }
 
 /** A client certificate for a person, a computer or a software instance. */
-export function issueClientCertificate(authority: Authority, kind: IdentityKind, subjectId: string): IssuedCertificate {
-  return issue(authority, { commonName: subjectId, organizationalUnit: kind, days: kind === "instance" ? 3650 : 825 });
+export function issueClientCertificate(
+  authority: Authority,
+  kind: IdentityKind,
+  subjectId: string,
+): IssuedCertificate {
+  return issue(authority, {
+    commonName: subjectId,
+    organizationalUnit: kind,
+    days: kind === "instance" ? 3650 : 825,
+  });
 }
 
 /** The master's TLS server certificate for the names it is reached by. */
 export function issueServerCertificate(authority: Authority, serverNames: string[]): IssuedCertificate {
-  return issue(authority, { commonName: serverNames[0] ?? "localhost", organizationalUnit: "master", days: 365, serverNames });
+  return issue(authority, {
+    commonName: serverNames[0] ?? "localhost",
+    organizationalUnit: "master",
+    days: 365,
+    serverNames,
+  });
 }

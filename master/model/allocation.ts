@@ -35,14 +35,20 @@ interface Candidate extends Record<string, unknown> {
  * the unique index on partitions.instance_id backs that up. Records the trading contract and
  * supplies the release to the computer if it was not. Returns undefined when nothing matches.
  */
-export async function allocatePartition(tx: Executor, request: AllocationRequest): Promise<Allocation | undefined> {
+export async function allocatePartition(
+  tx: Executor,
+  request: AllocationRequest,
+): Promise<Allocation | undefined> {
   const { sla } = request;
   const conditions = [sql`p.state = 'free'`, sql`c.deregistered_at is null`];
   if (sla.computerGuid !== undefined) conditions.push(sql`c.id = ${sla.computerGuid}`);
   if (sla.region !== undefined) conditions.push(sql`c.region = ${sla.region}`);
-  if (sla.cpuArchitecture !== undefined) conditions.push(sql`c.capabilities->>'cpu_architecture' = ${sla.cpuArchitecture}`);
-  if (sla.cpuCores !== undefined) conditions.push(sql`(c.capabilities->>'cpu_cores')::float8 >= ${sla.cpuCores}`);
-  if (sla.memoryMb !== undefined) conditions.push(sql`(c.capabilities->>'memory_mb')::float8 >= ${sla.memoryMb}`);
+  if (sla.cpuArchitecture !== undefined)
+    conditions.push(sql`c.capabilities->>'cpu_architecture' = ${sla.cpuArchitecture}`);
+  if (sla.cpuCores !== undefined)
+    conditions.push(sql`(c.capabilities->>'cpu_cores')::float8 >= ${sla.cpuCores}`);
+  if (sla.memoryMb !== undefined)
+    conditions.push(sql`(c.capabilities->>'memory_mb')::float8 >= ${sla.memoryMb}`);
   if (sla.diskGb !== undefined) conditions.push(sql`(c.capabilities->>'disk_gb')::float8 >= ${sla.diskGb}`);
   if (sla.maxPrice !== undefined) conditions.push(sql`c.price_per_partition_hour <= ${sla.maxPrice}`);
 
@@ -72,7 +78,11 @@ export async function allocatePartition(tx: Executor, request: AllocationRequest
   if (!candidate.supplied) {
     await tx
       .insert(softwareInstallations)
-      .values({ computerId: candidate.computer_id, url: request.softwareReleaseUrl, requestedState: "available" })
+      .values({
+        computerId: candidate.computer_id,
+        url: request.softwareReleaseUrl,
+        requestedState: "available",
+      })
       .onConflictDoUpdate({
         target: [softwareInstallations.computerId, softwareInstallations.url],
         set: { requestedState: "available", requestedAt: sql`now()` },
@@ -88,5 +98,9 @@ export async function allocatePartition(tx: Executor, request: AllocationRequest
     pricePerHour: Number(candidate.price),
   });
   await bumpComputers(tx, [candidate.computer_id]);
-  return { partitionId: candidate.partition_id, reference: candidate.reference, computerId: candidate.computer_id };
+  return {
+    partitionId: candidate.partition_id,
+    reference: candidate.reference,
+    computerId: candidate.computer_id,
+  };
 }

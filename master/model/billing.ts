@@ -13,7 +13,13 @@ export interface BillLine {
   /** Hours of the contract inside the billed period. */
   hours: number;
   amount: number;
-  usage: { cpuSeconds: number; networkRxBytes: number; networkTxBytes: number; maxMemoryBytes: number; maxDiskBytes: number };
+  usage: {
+    cpuSeconds: number;
+    networkRxBytes: number;
+    networkTxBytes: number;
+    maxMemoryBytes: number;
+    maxDiskBytes: number;
+  };
 }
 
 export interface Bill {
@@ -30,7 +36,13 @@ const HOUR_MS = 3_600_000;
  * What a person owes for a period: for each trading contract, the partition-hours inside the
  * period times the price agreed at allocation, with the usage its nodes reported.
  */
-export async function computeBill(db: Db, actor: Actor, personId: string, from: Date, to: Date): Promise<Bill> {
+export async function computeBill(
+  db: Db,
+  actor: Actor,
+  personId: string,
+  from: Date,
+  to: Date,
+): Promise<Bill> {
   if (actor.kind !== "person" || (actor.id !== personId && !actor.isAdmin)) {
     throw forbidden(`${actor.kind} ${actor.id} may not read the bill of person ${personId}`);
   }

@@ -78,9 +78,12 @@ async function loadComputer(executor: Executor, id: string): Promise<ComputerRow
 
 /** Owners (and admins) manage a computer; the computer itself reads and reports its own. */
 function authorize(actor: Actor, computer: ComputerRow, access: "read" | "manage" | "node"): void {
-  if (actor.kind === "person" && (actor.isAdmin || (computer.ownerId === actor.id && access !== "node"))) return;
+  if (actor.kind === "person" && (actor.isAdmin || (computer.ownerId === actor.id && access !== "node")))
+    return;
   if (actor.kind === "computer" && actor.id === computer.id && access !== "manage") return;
-  throw forbidden(`${actor.kind} ${actor.id} may not ${access === "node" ? "act as" : access} computer ${computer.id}`);
+  throw forbidden(
+    `${actor.kind} ${actor.id} may not ${access === "node" ? "act as" : access} computer ${computer.id}`,
+  );
 }
 
 export async function viewComputers(executor: Executor, rows: ComputerRow[]): Promise<ComputerView[]> {
@@ -89,7 +92,11 @@ export async function viewComputers(executor: Executor, rows: ComputerRow[]): Pr
     ids.length === 0
       ? [[], []]
       : await Promise.all([
-          executor.select().from(partitions).where(inArray(partitions.computerId, ids)).orderBy(asc(partitions.id)),
+          executor
+            .select()
+            .from(partitions)
+            .where(inArray(partitions.computerId, ids))
+            .orderBy(asc(partitions.id)),
           executor
             .select()
             .from(softwareInstallations)
@@ -141,13 +148,17 @@ export async function createRegistrationToken(
   actor: Actor,
   options: { computerId?: string; ttlSeconds?: number } = {},
 ): Promise<{ token: string; expiresAt: string }> {
-  if (actor.kind !== "person") throw forbidden(`only persons issue registration tokens, not ${actor.kind} ${actor.id}`);
+  if (actor.kind !== "person")
+    throw forbidden(`only persons issue registration tokens, not ${actor.kind} ${actor.id}`);
   if (options.computerId) authorize(actor, await loadComputer(db, options.computerId), "manage");
   const token = `${TOKEN_PREFIX}${randomBytes(24).toString("base64url")}`;
   const expiresAt = new Date(Date.now() + (options.ttlSeconds ?? 3600) * 1000);
-  await db
-    .insert(registrationTokens)
-    .values({ tokenHash: hashToken(token), personId: actor.id, computerId: options.computerId ?? null, expiresAt });
+  await db.insert(registrationTokens).values({
+    tokenHash: hashToken(token),
+    personId: actor.id,
+    computerId: options.computerId ?? null,
+    expiresAt,
+  });
   return { token, expiresAt: expiresAt.toISOString() };
 }
 
@@ -182,11 +193,20 @@ export async function registerComputer(
       await tx
         .update(certificates)
         .set({ revokedAt: sql`now()` })
-        .where(and(eq(certificates.kind, "computer"), eq(certificates.subjectId, computerId), isNull(certificates.revokedAt)));
-      if (options.title) await tx.update(computers).set({ title: options.title }).where(eq(computers.id, computerId));
+        .where(
+          and(
+            eq(certificates.kind, "computer"),
+            eq(certificates.subjectId, computerId),
+            isNull(certificates.revokedAt),
+          ),
+        );
+      if (options.title)
+        await tx.update(computers).set({ title: options.title }).where(eq(computers.id, computerId));
     } else {
       computerId = newId("COMP");
-      await tx.insert(computers).values({ id: computerId, title: options.title || computerId, ownerId: claimed.personId });
+      await tx
+        .insert(computers)
+        .values({ id: computerId, title: options.title || computerId, ownerId: claimed.personId });
     }
     const issued = issueClientCertificate(authority, "computer", computerId);
     await tx.insert(certificates).values({
@@ -273,7 +293,9 @@ export async function updateComputer(
       ...(settings.title !== undefined ? { title: settings.title } : {}),
       ...(settings.region !== undefined ? { region: settings.region } : {}),
       ...(settings.capabilities !== undefined ? { capabilities: settings.capabilities } : {}),
-      ...(settings.pricePerPartitionHour !== undefined ? { pricePerPartitionHour: settings.pricePerPartitionHour } : {}),
+      ...(settings.pricePerPartitionHour !== undefined
+        ? { pricePerPartitionHour: settings.pricePerPartitionHour }
+        : {}),
     })
     .where(eq(computers.id, id))
     .returning();

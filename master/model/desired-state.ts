@@ -53,7 +53,9 @@ export async function readDesiredState(db: Db, actor: Actor, computerId: string)
           .orderBy(asc(softwareInstallations.url)),
         tx.select().from(partitions).where(eq(partitions.computerId, computerId)).orderBy(asc(partitions.id)),
       ]);
-      const instanceIds = partitionRows.map((partition) => partition.instanceId).filter((id): id is string => id !== null);
+      const instanceIds = partitionRows
+        .map((partition) => partition.instanceId)
+        .filter((id): id is string => id !== null);
       const [instances, shared] =
         instanceIds.length === 0
           ? [[], []]
@@ -62,7 +64,12 @@ export async function readDesiredState(db: Db, actor: Actor, computerId: string)
               tx
                 .select()
                 .from(softwareInstances)
-                .where(and(inArray(softwareInstances.hostInstanceId, instanceIds), isNull(softwareInstances.destroyedAt)))
+                .where(
+                  and(
+                    inArray(softwareInstances.hostInstanceId, instanceIds),
+                    isNull(softwareInstances.destroyedAt),
+                  ),
+                )
                 .orderBy(asc(softwareInstances.createdAt)),
             ]);
       const instanceById = new Map(instances.map((instance) => [instance.id, instance]));

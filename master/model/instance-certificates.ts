@@ -31,10 +31,15 @@ export async function getInstanceCredentials(
       .where(eq(softwareInstances.id, instanceId))
       .for("update", { of: softwareInstances });
     if (!row) throw notFound(`no software instance ${instanceId}`);
-    const allowed = (actor.kind === "person" && actor.isAdmin) || (actor.kind === "computer" && actor.id === row.computerId);
-    if (!allowed) throw forbidden(`${actor.kind} ${actor.id} may not fetch the credentials of instance ${instanceId}`);
+    const allowed =
+      (actor.kind === "person" && actor.isAdmin) ||
+      (actor.kind === "computer" && actor.id === row.computerId);
+    if (!allowed)
+      throw forbidden(`${actor.kind} ${actor.id} may not fetch the credentials of instance ${instanceId}`);
     if (row.instance.destroyedAt || !row.computerId) {
-      throw conflict(`instance ${instanceId} has no partition (pending, shared or destroyed): it has no credentials`);
+      throw conflict(
+        `instance ${instanceId} has no partition (pending, shared or destroyed): it has no credentials`,
+      );
     }
     const [existing] = await tx
       .select()
@@ -50,7 +55,11 @@ export async function getInstanceCredentials(
       .orderBy(desc(certificates.issuedAt))
       .limit(1);
     if (existing?.privateKeyPem) {
-      return { certificate: existing.certificatePem, privateKey: existing.privateKeyPem, caCertificate: authority.certificatePem };
+      return {
+        certificate: existing.certificatePem,
+        privateKey: existing.privateKeyPem,
+        caCertificate: authority.certificatePem,
+      };
     }
     const issued = issueClientCertificate(authority, "instance", instanceId);
     await tx.insert(certificates).values({
@@ -61,6 +70,10 @@ export async function getInstanceCredentials(
       privateKeyPem: issued.privateKeyPem,
       expiresAt: issued.expiresAt,
     });
-    return { certificate: issued.certificatePem, privateKey: issued.privateKeyPem, caCertificate: authority.certificatePem };
+    return {
+      certificate: issued.certificatePem,
+      privateKey: issued.privateKeyPem,
+      caCertificate: authority.certificatePem,
+    };
   });
 }

@@ -61,7 +61,9 @@ function statusOf(row: InstanceRow, hasPlace: boolean): InstanceStatus {
 
 /** Instances with their partition (their host's, for shared instances), in the API's shape. */
 export async function viewInstances(executor: Executor, rows: InstanceRow[]): Promise<InstanceView[]> {
-  const placeIds = [...new Set(rows.map((row) => (row.shared ? row.hostInstanceId : row.id)).filter(isString))];
+  const placeIds = [
+    ...new Set(rows.map((row) => (row.shared ? row.hostInstanceId : row.id)).filter(isString)),
+  ];
   const places =
     placeIds.length === 0
       ? []
@@ -212,7 +214,8 @@ export async function requestInstance(db: Db, actor: Actor, request: InstanceReq
     }
 
     if (!row.destroyedAt && row.requestedState !== "destroyed") {
-      if (row.shared && !row.hostInstanceId) row = await attachToHost(tx, row, sla.instanceGuid, sla.computerGuid);
+      if (row.shared && !row.hostInstanceId)
+        row = await attachToHost(tx, row, sla.instanceGuid, sla.computerGuid);
       else if (!row.shared && row.partitionId === null) {
         const allocation = await allocatePartition(tx, {
           instanceId: row.id,
@@ -277,7 +280,9 @@ async function updateRequested(
   if (!updated.shared && updated.id === updated.rootId && state !== existing.requestedState) {
     await propagateTreeState(tx, updated.id, state);
   }
-  return (await tx.select().from(softwareInstances).where(eq(softwareInstances.id, updated.id)))[0] ?? updated;
+  return (
+    (await tx.select().from(softwareInstances).where(eq(softwareInstances.id, updated.id)))[0] ?? updated
+  );
 }
 
 /** A root's new state reaches every instance of its tree (stop and destroy go down the tree). */
@@ -298,12 +303,15 @@ async function propagateTreeState(tx: Executor, rootId: string, state: Requested
     tx,
     members.map((member) => member.hostInstanceId ?? member.id),
   );
-  for (const member of members) if (member.shared && state === "destroyed") await finishSharedDestruction(tx, member);
+  for (const member of members)
+    if (member.shared && state === "destroyed") await finishSharedDestruction(tx, member);
 }
 
 function sameRecord(a: Record<string, string>, b: Record<string, string>): boolean {
   const keys = Object.keys(a);
-  return keys.length === Object.keys(b).length && keys.every((key) => Object.hasOwn(b, key) && a[key] === b[key]);
+  return (
+    keys.length === Object.keys(b).length && keys.every((key) => Object.hasOwn(b, key) && a[key] === b[key])
+  );
 }
 
 /** Attaches a shared instance to a busy partition hosting the same release and software type. */
@@ -411,7 +419,11 @@ export async function reportInstanceState(
   await authorize(db, actor, row, "report");
   const [updated] = await db
     .update(softwareInstances)
-    .set({ reportedState: state, reportedAt: sql`now()`, errorLog: state === "error" ? (errorLog ?? "") : null })
+    .set({
+      reportedState: state,
+      reportedAt: sql`now()`,
+      errorLog: state === "error" ? (errorLog ?? "") : null,
+    })
     .where(eq(softwareInstances.id, id))
     .returning();
   return viewOne(db, updated ?? row);
@@ -444,7 +456,9 @@ export async function completeDestruction(db: Db, actor: Actor, id: string): Pro
     await authorize(tx, actor, row, "report");
     if (row.destroyedAt) return viewOne(tx, row);
     if (row.requestedState !== "destroyed") {
-      throw conflict(`instance ${id} is requested ${row.requestedState}, not destroyed: its partition stays busy`);
+      throw conflict(
+        `instance ${id} is requested ${row.requestedState}, not destroyed: its partition stays busy`,
+      );
     }
     const children = await tx
       .select({ id: softwareInstances.id })
@@ -467,10 +481,21 @@ export async function completeDestruction(db: Db, actor: Actor, id: string): Pro
     await tx
       .update(certificates)
       .set({ revokedAt: sql`now()` })
-      .where(and(eq(certificates.kind, "instance"), eq(certificates.subjectId, id), isNull(certificates.revokedAt)));
+      .where(
+        and(
+          eq(certificates.kind, "instance"),
+          eq(certificates.subjectId, id),
+          isNull(certificates.revokedAt),
+        ),
+      );
     const [destroyed] = await tx
       .update(softwareInstances)
-      .set({ destroyedAt: sql`now()`, reportedState: "destroyed", partitionId: null, scope: `destroyed:${id}` })
+      .set({
+        destroyedAt: sql`now()`,
+        reportedState: "destroyed",
+        partitionId: null,
+        scope: `destroyed:${id}`,
+      })
       .where(eq(softwareInstances.id, id))
       .returning();
     if (partition) await bumpComputers(tx, [partition.computerId]);
@@ -481,7 +506,10 @@ export async function completeDestruction(db: Db, actor: Actor, id: string): Pro
 
 /** Requests naming a computer that does not exist fail clearly instead of waiting forever. */
 async function assertComputerExists(executor: Executor, computerId: string, field: string): Promise<void> {
-  const [row] = await executor.select({ id: computers.id }).from(computers).where(eq(computers.id, computerId));
+  const [row] = await executor
+    .select({ id: computers.id })
+    .from(computers)
+    .where(eq(computers.id, computerId));
   if (!row) throw invalid(field, `no computer ${computerId}`);
 }
 

@@ -26,9 +26,12 @@ export async function createPerson(
   const personId = newId("PERSON");
   const issued = issueClientCertificate(authority, "person", personId);
   await db.transaction(async (tx) => {
-    await tx
-      .insert(persons)
-      .values({ id: personId, name: options.name, email: options.email ?? null, isAdmin: options.isAdmin ?? false });
+    await tx.insert(persons).values({
+      id: personId,
+      name: options.name,
+      email: options.email ?? null,
+      isAdmin: options.isAdmin ?? false,
+    });
     await tx.insert(certificates).values({
       serial: issued.serial,
       kind: "person",

@@ -39,12 +39,18 @@ export function parseSla(raw: Record<string, string>): Sla {
   const sla: Sla = {};
   for (const [key, value] of Object.entries(raw)) {
     if (!isSlaKey(key)) {
-      throw invalid(`sla.${key}`, `unknown SLA key '${key}'; known keys: ${Object.keys(SLA_KEYS).join(", ")}`);
+      throw invalid(
+        `sla.${key}`,
+        `unknown SLA key '${key}'; known keys: ${Object.keys(SLA_KEYS).join(", ")}`,
+      );
     }
     if (NUMERIC_KEYS.has(key)) {
       const number = Number(value);
       if (value.trim() === "" || !Number.isFinite(number) || number < 0) {
-        throw invalid(`sla.${key}`, `SLA key '${key}' (${SLA_KEYS[key]}) must be a non-negative number, not '${value}'`);
+        throw invalid(
+          `sla.${key}`,
+          `SLA key '${key}' (${SLA_KEYS[key]}) must be a non-negative number, not '${value}'`,
+        );
       }
     }
     switch (key) {

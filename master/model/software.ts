@@ -3,8 +3,8 @@ import type { Db } from "../db/connect.js";
 import { partitions, softwareInstallations, softwareInstances } from "../db/schema.js";
 import type { Actor } from "./actor.js";
 import { bumpComputers } from "./changes.js";
-import { conflict, forbidden, invalid, notFound } from "./errors.js";
 import { getComputer, type SoftwareView, touchComputer } from "./computers.js";
+import { conflict, forbidden, invalid, notFound } from "./errors.js";
 
 export type SupplyState = "available" | "destroyed";
 export type SoftwareReport = "building" | "available" | "error" | "destroyed";
@@ -24,7 +24,9 @@ export async function supplySoftware(
   const computer = await getComputer(db, actor, computerId);
   if (actor.kind !== "person") throw forbidden(`${actor.kind} ${actor.id} may not supply software`);
   if (computer.ownerId !== actor.id && !actor.isAdmin) {
-    throw forbidden(`person ${actor.id} may not supply software to computer ${computerId}, which it does not own`);
+    throw forbidden(
+      `person ${actor.id} may not supply software to computer ${computerId}, which it does not own`,
+    );
   }
   return db.transaction(async (tx) => {
     if (state === "destroyed") {
@@ -60,7 +62,12 @@ export async function supplySoftware(
       .from(softwareInstallations)
       .where(and(eq(softwareInstallations.computerId, computerId), eq(softwareInstallations.url, url)));
     if (!current) throw new Error("unreachable: the installation was just written");
-    return { url, requestedState: current.requestedState, reportedState: current.reportedState, errorLog: current.errorLog };
+    return {
+      url,
+      requestedState: current.requestedState,
+      reportedState: current.reportedState,
+      errorLog: current.errorLog,
+    };
   });
 }
 
@@ -76,7 +83,11 @@ export async function reportSoftwareState(
   await touchComputer(db, actor, computerId);
   const [row] = await db
     .update(softwareInstallations)
-    .set({ reportedState: state, reportedAt: sql`now()`, errorLog: state === "error" ? (errorLog ?? "") : null })
+    .set({
+      reportedState: state,
+      reportedAt: sql`now()`,
+      errorLog: state === "error" ? (errorLog ?? "") : null,
+    })
     .where(and(eq(softwareInstallations.computerId, computerId), eq(softwareInstallations.url, url)))
     .returning();
   if (!row) throw notFound(`software release ${url} is not supplied to computer ${computerId}`);
@@ -91,5 +102,10 @@ export async function reportSoftwareState(
         ),
       );
   }
-  return { url, requestedState: row.requestedState, reportedState: row.reportedState, errorLog: row.errorLog };
+  return {
+    url,
+    requestedState: row.requestedState,
+    reportedState: row.reportedState,
+    errorLog: row.errorLog,
+  };
 }

@@ -17,7 +17,12 @@ export interface UsageReport {
 }
 
 /** Stores a node's usage records, each attributed to the instance its partition runs now. */
-export async function recordUsage(db: Db, actor: Actor, computerId: string, reports: UsageReport[]): Promise<number> {
+export async function recordUsage(
+  db: Db,
+  actor: Actor,
+  computerId: string,
+  reports: UsageReport[],
+): Promise<number> {
   for (const [index, report] of reports.entries()) {
     if (!(new Date(report.periodStart) < new Date(report.periodEnd))) {
       throw invalid(`records[${index}].periodEnd`, "a usage period must end after it starts");
@@ -34,7 +39,10 @@ export async function recordUsage(db: Db, actor: Actor, computerId: string, repo
     const instanceOf = new Map(known.map((partition) => [partition.reference, partition.instanceId]));
     for (const [index, report] of reports.entries()) {
       if (!instanceOf.has(report.partitionReference)) {
-        throw invalid(`records[${index}].partitionReference`, `computer ${computerId} has no partition ${report.partitionReference}`);
+        throw invalid(
+          `records[${index}].partitionReference`,
+          `computer ${computerId} has no partition ${report.partitionReference}`,
+        );
       }
     }
     await tx.insert(usageRecords).values(

@@ -41,7 +41,9 @@ export async function addComputer(
   settings: ComputerSettings = {},
 ): Promise<{ id: string; actor: Actor }> {
   const { token } = await createRegistrationToken(database.db, owner);
-  const registration = await registerComputer(database.db, market.authority, token, { title: settings.title });
+  const registration = await registerComputer(database.db, market.authority, token, {
+    title: settings.title,
+  });
   const actor: Actor = { kind: "computer", id: registration.computerId };
   await uploadPartitions(
     database.db,
@@ -52,6 +54,7 @@ export async function addComputer(
       addresses: [{ interface: "eth0", address: `fd00::${index + 1}`, netmask: "ffff:ffff:ffff:ffff::" }],
     })),
   );
-  if (Object.keys(settings).length > 0) await updateComputer(database.db, owner, registration.computerId, settings);
+  if (Object.keys(settings).length > 0)
+    await updateComputer(database.db, owner, registration.computerId, settings);
   return { id: registration.computerId, actor };
 }

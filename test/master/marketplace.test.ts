@@ -4,7 +4,12 @@ import type { Database } from "../../master/db/connect.js";
 import { contracts, partitions, softwareInstances } from "../../master/db/schema.js";
 import type { Actor } from "../../master/model/actor.js";
 import { computeBill } from "../../master/model/billing.js";
-import { createRegistrationToken, getComputer, registerComputer, uploadPartitions } from "../../master/model/computers.js";
+import {
+  createRegistrationToken,
+  getComputer,
+  registerComputer,
+  uploadPartitions,
+} from "../../master/model/computers.js";
 import { DesiredStateWaiters, readDesiredState } from "../../master/model/desired-state.js";
 import { ModelError } from "../../master/model/errors.js";
 import {
@@ -75,7 +80,9 @@ for (const kind of testDatabaseKinds) {
       expect((await request("by-region", { region: "us" })).computerId).toBe(big.id);
       expect((await request("by-cores", { cpu_cores: "16" })).computerId).toBe(big.id);
       expect((await request("by-arch", { cpu_architecture: "x86_64" })).computerId).toBe(cheap.id);
-      expect((await request("by-guid", { computer_guid: cheap.id, max_price: "0.1" })).computerId).toBe(cheap.id);
+      expect((await request("by-guid", { computer_guid: cheap.id, max_price: "0.1" })).computerId).toBe(
+        cheap.id,
+      );
       const tooCheap = await request("too-cheap", { max_price: "0.001" });
       expect(tooCheap).toMatchObject({ status: "pending", computerId: null });
 
@@ -90,8 +97,14 @@ for (const kind of testDatabaseKinds) {
 
     it("records a trading contract per allocation and bills partition-hours at the agreed price", async () => {
       const computer = await addComputer(database, market, market.bob, 1, { pricePerPartitionHour: 2 });
-      const instance = await requestInstance(database.db, market.alice, { title: "paid", softwareReleaseUrl: RELEASE });
-      const [contract] = await database.db.select().from(contracts).where(eq(contracts.instanceId, instance.id));
+      const instance = await requestInstance(database.db, market.alice, {
+        title: "paid",
+        softwareReleaseUrl: RELEASE,
+      });
+      const [contract] = await database.db
+        .select()
+        .from(contracts)
+        .where(eq(contracts.instanceId, instance.id));
       expect(contract).toMatchObject({
         requesterId: market.alice.id,
         providerId: market.bob.id,
@@ -106,16 +119,24 @@ for (const kind of testDatabaseKinds) {
       expect(bill.lines).toHaveLength(1);
       expect(bill.lines[0]?.hours).toBeCloseTo(1.5, 6);
       expect(bill.total).toBeCloseTo(3, 6);
-      expect((await refusal(computeBill(database.db, market.bob, market.alice.id, from, to))).kind).toBe("forbidden");
+      expect((await refusal(computeBill(database.db, market.bob, market.alice.id, from, to))).kind).toBe(
+        "forbidden",
+      );
     });
 
     it("supplies the release where it allocates, and prefers computers that already have it", async () => {
       const plain = await addComputer(database, market, market.bob, 1);
       const ready = await addComputer(database, market, market.bob, 1, { pricePerPartitionHour: 5 });
       await supplySoftware(database.db, market.bob, ready.id, RELEASE, "available");
-      const first = await requestInstance(database.db, market.alice, { title: "a", softwareReleaseUrl: RELEASE });
+      const first = await requestInstance(database.db, market.alice, {
+        title: "a",
+        softwareReleaseUrl: RELEASE,
+      });
       expect(first.computerId).toBe(ready.id); // supplied beats cheaper
-      const second = await requestInstance(database.db, market.alice, { title: "b", softwareReleaseUrl: RELEASE });
+      const second = await requestInstance(database.db, market.alice, {
+        title: "b",
+        softwareReleaseUrl: RELEASE,
+      });
       expect(second.computerId).toBe(plain.id);
       const state = await readDesiredState(database.db, plain.actor, plain.id);
       expect(state.software).toEqual([{ url: RELEASE, requestedState: "available" }]);
@@ -137,7 +158,11 @@ for (const kind of testDatabaseKinds) {
         softwareReleaseUrl: RELEASE,
         parameters: { name: "one" },
       });
-      expect(same).toMatchObject({ id: first.id, timestamp: first.timestamp, partitionReference: first.partitionReference });
+      expect(same).toMatchObject({
+        id: first.id,
+        timestamp: first.timestamp,
+        partitionReference: first.partitionReference,
+      });
       expect((await getComputer(database.db, market.bob, computer.id)).desiredVersion).toBe(versionBefore);
 
       const changed = await requestInstance(database.db, market.alice, {
@@ -147,15 +172,24 @@ for (const kind of testDatabaseKinds) {
       });
       expect(changed.id).toBe(first.id);
       expect(changed.timestamp).toBeGreaterThan(first.timestamp);
-      expect((await getComputer(database.db, market.bob, computer.id)).desiredVersion).toBeGreaterThan(versionBefore);
-      const stopped = await requestInstance(database.db, market.alice, { title: "blog", softwareReleaseUrl: RELEASE, state: "stopped" });
+      expect((await getComputer(database.db, market.bob, computer.id)).desiredVersion).toBeGreaterThan(
+        versionBefore,
+      );
+      const stopped = await requestInstance(database.db, market.alice, {
+        title: "blog",
+        softwareReleaseUrl: RELEASE,
+        state: "stopped",
+      });
       expect(stopped.timestamp).toBeGreaterThan(changed.timestamp);
       expect(stopped.parameters).toEqual({ name: "two" }); // absent parameters keep the current ones
     });
 
     it("places a shared instance on a busy partition with the same release and type", async () => {
       const computer = await addComputer(database, market, market.bob, 2);
-      const host = await requestInstance(database.db, market.alice, { title: "frontend", softwareReleaseUrl: RELEASE });
+      const host = await requestInstance(database.db, market.alice, {
+        title: "frontend",
+        softwareReleaseUrl: RELEASE,
+      });
       const shared = await requestInstance(database.db, market.bob, {
         title: "my-site",
         softwareReleaseUrl: RELEASE,
@@ -166,16 +200,28 @@ for (const kind of testDatabaseKinds) {
       const state = await readDesiredState(database.db, computer.actor, computer.id);
       const hosting = state.partitions.find((partition) => partition.instance?.id === host.id);
       expect(hosting?.instance?.sharedInstances).toEqual([
-        { id: shared.id, title: "my-site", softwareType: "default", parameters: { url: "https://example.org" } },
+        {
+          id: shared.id,
+          title: "my-site",
+          softwareType: "default",
+          parameters: { url: "https://example.org" },
+        },
       ]);
       expect(hosting?.instance?.timestamp).toBeGreaterThan(host.timestamp);
       // The host publishes for it, and nobody else may.
       const hostActor: Actor = { kind: "instance", id: host.id };
-      const published = await setConnectionParameters(database.db, hostActor, shared.id, { url: "https://cdn/x" });
+      const published = await setConnectionParameters(database.db, hostActor, shared.id, {
+        url: "https://cdn/x",
+      });
       expect(published.status).toBe("ready");
-      const stranger = await requestInstance(database.db, market.alice, { title: "other", softwareReleaseUrl: RELEASE });
+      const stranger = await requestInstance(database.db, market.alice, {
+        title: "other",
+        softwareReleaseUrl: RELEASE,
+      });
       const refused = await refusal(
-        setConnectionParameters(database.db, { kind: "instance", id: stranger.id }, shared.id, { url: "evil" }),
+        setConnectionParameters(database.db, { kind: "instance", id: stranger.id }, shared.id, {
+          url: "evil",
+        }),
       );
       expect(refused.kind).toBe("forbidden");
       const orphan = await requestInstance(database.db, market.bob, {
@@ -188,17 +234,32 @@ for (const kind of testDatabaseKinds) {
 
     it("destroys a whole tree bottom-up when its root is destroyed, then frees every partition", async () => {
       const computer = await addComputer(database, market, market.bob, 3);
-      const root = await requestInstance(database.db, market.alice, { title: "root", softwareReleaseUrl: RELEASE });
+      const root = await requestInstance(database.db, market.alice, {
+        title: "root",
+        softwareReleaseUrl: RELEASE,
+      });
       const rootActor: Actor = { kind: "instance", id: root.id };
-      const child = await requestInstance(database.db, rootActor, { title: "db", softwareReleaseUrl: RELEASE, softwareType: "db" });
+      const child = await requestInstance(database.db, rootActor, {
+        title: "db",
+        softwareReleaseUrl: RELEASE,
+        softwareType: "db",
+      });
       expect(child).toMatchObject({ parentId: root.id, rootId: root.id, ownerId: market.alice.id });
       // The child's connection parameters wake its parent.
-      await setConnectionParameters(database.db, { kind: "instance", id: child.id }, child.id, { dsn: "pg://x" });
+      await setConnectionParameters(database.db, { kind: "instance", id: child.id }, child.id, {
+        dsn: "pg://x",
+      });
       const parentAfter = await getInstance(database.db, market.alice, root.id);
       expect(parentAfter.timestamp).toBeGreaterThan(root.timestamp);
-      expect((await getInstance(database.db, rootActor, child.id)).connectionParameters).toEqual({ dsn: "pg://x" });
+      expect((await getInstance(database.db, rootActor, child.id)).connectionParameters).toEqual({
+        dsn: "pg://x",
+      });
 
-      await requestInstance(database.db, market.alice, { title: "root", softwareReleaseUrl: RELEASE, state: "destroyed" });
+      await requestInstance(database.db, market.alice, {
+        title: "root",
+        softwareReleaseUrl: RELEASE,
+        state: "destroyed",
+      });
       expect((await getInstance(database.db, market.alice, child.id)).requestedState).toBe("destroyed");
       const early = await refusal(completeDestruction(database.db, computer.actor, root.id));
       expect(early).toMatchObject({ kind: "conflict" });
@@ -214,7 +275,10 @@ for (const kind of testDatabaseKinds) {
         .where(and(eq(contracts.instanceId, root.id), eq(contracts.requesterId, market.alice.id)));
       expect(open[0]?.endedAt).not.toBeNull();
       // The title is free again.
-      const again = await requestInstance(database.db, market.alice, { title: "root", softwareReleaseUrl: RELEASE });
+      const again = await requestInstance(database.db, market.alice, {
+        title: "root",
+        softwareReleaseUrl: RELEASE,
+      });
       expect(again.id).not.toBe(root.id);
     });
 
@@ -227,10 +291,12 @@ for (const kind of testDatabaseKinds) {
         sla: { computer_guid: aliceComputer.id },
       });
       expect((await refusal(getInstance(database.db, market.bob, instance.id))).kind).toBe("forbidden");
-      expect((await refusal(readDesiredState(database.db, bobComputer.actor, aliceComputer.id))).kind).toBe("forbidden");
-      expect((await refusal(reportInstanceState(database.db, bobComputer.actor, instance.id, "started"))).kind).toBe(
+      expect((await refusal(readDesiredState(database.db, bobComputer.actor, aliceComputer.id))).kind).toBe(
         "forbidden",
       );
+      expect(
+        (await refusal(reportInstanceState(database.db, bobComputer.actor, instance.id, "started"))).kind,
+      ).toBe("forbidden");
       expect((await refusal(getComputer(database.db, market.bob, aliceComputer.id))).kind).toBe("forbidden");
       const reported = await reportInstanceState(database.db, aliceComputer.actor, instance.id, "started");
       expect(reported.status).toBe("ready");
@@ -240,7 +306,10 @@ for (const kind of testDatabaseKinds) {
     it("allocates pending requests once a node uploads more partitions", async () => {
       const computer = await addComputer(database, market, market.bob, 1);
       await requestInstance(database.db, market.alice, { title: "one", softwareReleaseUrl: RELEASE });
-      const waiting = await requestInstance(database.db, market.alice, { title: "two", softwareReleaseUrl: RELEASE });
+      const waiting = await requestInstance(database.db, market.alice, {
+        title: "two",
+        softwareReleaseUrl: RELEASE,
+      });
       expect(waiting.status).toBe("pending");
       await uploadPartitions(database.db, computer.actor, computer.id, [
         { reference: "slappart0", addresses: [] },
@@ -248,7 +317,11 @@ for (const kind of testDatabaseKinds) {
       ]);
       expect(await allocatePending(database.db)).toBe(1);
       const placed = await getInstance(database.db, market.alice, waiting.id);
-      expect(placed).toMatchObject({ partitionReference: "slappart1", ipList: ["fd00::2"], status: "deploying" });
+      expect(placed).toMatchObject({
+        partitionReference: "slappart1",
+        ipList: ["fd00::2"],
+        status: "deploying",
+      });
     });
 
     it("never gives a partition twice under concurrent requests", async () => {
@@ -266,7 +339,10 @@ for (const kind of testDatabaseKinds) {
       expect(placed).toHaveLength(20);
       const places = new Set(placed.map((result) => `${result.computerId}/${result.partitionReference}`));
       expect(places.size).toBe(20);
-      const rows = await database.db.select().from(softwareInstances).where(isNotNull(softwareInstances.partitionId));
+      const rows = await database.db
+        .select()
+        .from(softwareInstances)
+        .where(isNotNull(softwareInstances.partitionId));
       expect(new Set(rows.map((row) => row.partitionId)).size).toBe(20);
     });
 

@@ -1,0 +1,145 @@
+import { chmod, mkdir, writeFile } from "node:fs/promises";
+import { createServer as createHttpServer, type Server } from "node:http";
+import { createServer as createHttpsServer } from "node:https";
+import type { AddressInfo } from "node:net";
+import { join } from "node:path";
+import { getRequestListener } from "@hono/node-server";
+import pino, { type Logger } from "pino";
+import { createMasterApp } from "./api/app.js";
+import type { MasterServices } from "./api/context.js";
+import { type Database, openDatabase, redactUrl } from "./db/connect.js";
+import { issueServerCertificate, loadOrCreateAuthority } from "./identity/authority.js";
+import { DesiredStateWaiters } from "./model/desired-state.js";
+import { createPerson, findAdmin } from "./model/persons.js";
+
+export interface MasterOptions {
+  /** Holds admin.json and, without databaseUrl, the embedded PGlite database. */
+  dataDir: string;
+  databaseUrl?: string;
+  host?: string;
+  /** 0 picks a free port. */
+  port?: number;
+  /** Plain HTTP, loopback only, no identity checks (every caller is the admin). */
+  insecureHttp?: boolean;
+  logger?: Logger;
+}
+
+/** What a client needs to act as a person: written to `<dataDir>/admin.json` at first start. */
+export interface ClientConfig {
+  url: string;
+  ca?: string;
+  certificate?: string;
+  key?: string;
+  personId: string;
+}
+
+export interface RunningMaster {
+  url: string;
+  database: Database;
+  /** The admin's client config, when this start created the admin. */
+  adminConfigPath: string;
+  close(): Promise<void>;
+}
+
+const LOOPBACK = new Set(["127.0.0.1", "::1", "localhost"]);
+
+export async function startMaster(options: MasterOptions): Promise<RunningMaster> {
+  const host = options.host ?? "127.0.0.1";
+  const logger = options.logger ?? pino({ name: "slap-master" });
+  if (options.insecureHttp && !LOOPBACK.has(host)) {
+    throw new Error(
+      `--insecure-http serves without any identity check, so it only listens on loopback (127.0.0.1, ::1); not on ${host}`,
+    );
+  }
+  await mkdir(options.dataDir, { recursive: true, mode: 0o700 });
+  const database = await openDatabase({ databaseUrl: options.databaseUrl, dataDir: options.dataDir });
+  logger.info(
+    {
+      database:
+        database.kind === "postgres" ? redactUrl(options.databaseUrl ?? "") : join(options.dataDir, "pglite"),
+    },
+    "database ready",
+  );
+  const authority = await loadOrCreateAuthority(database.db);
+  const waiters = new DesiredStateWaiters();
+  const unlisten = await database.onDesiredStateChange((computerId) => waiters.notify(computerId));
+
+  let adminId = await findAdmin(database.db);
+  let newAdmin: Awaited<ReturnType<typeof createPerson>> | undefined;
+  if (!adminId) {
+    newAdmin = await createPerson(database.db, authority, "bootstrap", { name: "admin", isAdmin: true });
+    adminId = newAdmin.personId;
+    logger.info({ personId: adminId }, "created the admin person");
+  }
+
+  const services: MasterServices = {
+    db: database.db,
+    authority,
+    waiters,
+    logger,
+    ...(options.insecureHttp ? { insecureAdminId: adminId } : {}),
+  };
+  const listener = getRequestListener(createMasterApp(services).fetch);
+  let server: Server;
+  if (options.insecureHttp) {
+    server = createHttpServer(listener);
+  } else {
+    const names = [
+      ...new Set(
+        [host, "localhost", "127.0.0.1", "::1"].filter((name) => name !== "0.0.0.0" && name !== "::"),
+      ),
+    ];
+    const tls = issueServerCertificate(authority, names);
+    server = createHttpsServer(
+      {
+        cert: tls.certificatePem,
+        key: tls.privateKeyPem,
+        ca: authority.certificatePem,
+        // Checked per request instead, so a caller without a certificate gets a useful 401.
+        requestCert: true,
+        rejectUnauthorized: false,
+      },
+      listener,
+    );
+  }
+  // Long polls hold requests for up to 300 s.
+  server.requestTimeout = 330_000;
+  server.headersTimeout = 60_000;
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(options.port ?? 0, host, () => resolve());
+  });
+  const { port } = server.address() as AddressInfo;
+  const displayHost = host === "0.0.0.0" || host === "::" ? "127.0.0.1" : host;
+  const url = `${options.insecureHttp ? "http" : "https"}://${displayHost.includes(":") ? `[${displayHost}]` : displayHost}:${port}/`;
+
+  const adminConfigPath = join(options.dataDir, "admin.json");
+  if (newAdmin) {
+    const config: ClientConfig = {
+      url,
+      personId: newAdmin.personId,
+      ...(options.insecureHttp
+        ? {}
+        : { ca: authority.certificatePem, certificate: newAdmin.certificate, key: newAdmin.privateKey }),
+    };
+    await writeFile(adminConfigPath, `${JSON.stringify(config, null, 2)}\n`, { mode: 0o600 });
+    await chmod(adminConfigPath, 0o600);
+  }
+  logger.info({ url, insecure: Boolean(options.insecureHttp) }, "master listening");
+
+  return {
+    url,
+    database,
+    adminConfigPath,
+    async close() {
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeIdleConnections();
+        setTimeout(() => server.closeAllConnections(), 2_000).unref();
+      });
+      await unlisten();
+      await database.close();
+      logger.info("master stopped");
+    },
+  };
+}
