@@ -1,4 +1,4 @@
-import { chmod, mkdir, writeFile } from "node:fs/promises";
+import { chmod, mkdir, readFile, writeFile } from "node:fs/promises";
 import { createServer as createHttpServer, type Server } from "node:http";
 import { createServer as createHttpsServer } from "node:https";
 import type { AddressInfo } from "node:net";
@@ -7,6 +7,7 @@ import { getRequestListener } from "@hono/node-server";
 import pino, { type Logger } from "pino";
 import { createMasterApp } from "./api/app.js";
 import type { MasterServices } from "./api/context.js";
+import { claimDataDir } from "./data-dir.js";
 import { type Database, openDatabase, redactUrl } from "./db/connect.js";
 import { issueServerCertificate, loadOrCreateAuthority } from "./identity/authority.js";
 import { DesiredStateWaiters } from "./model/desired-state.js";
@@ -41,6 +42,15 @@ export interface RunningMaster {
   close(): Promise<void>;
 }
 
+/** A restart may listen elsewhere (another port, or a restored master): keep admin.json pointing at it. */
+async function refreshAdminConfigUrl(path: string, url: string): Promise<void> {
+  const text = await readFile(path, "utf8").catch(() => undefined);
+  if (!text) return;
+  const config = JSON.parse(text) as ClientConfig;
+  if (config.url === url) return;
+  await writeFile(path, `${JSON.stringify({ ...config, url }, null, 2)}\n`, { mode: 0o600 });
+}
+
 const LOOPBACK = new Set(["127.0.0.1", "::1", "localhost"]);
 
 export async function startMaster(options: MasterOptions): Promise<RunningMaster> {
@@ -52,6 +62,9 @@ export async function startMaster(options: MasterOptions): Promise<RunningMaster
     );
   }
   await mkdir(options.dataDir, { recursive: true, mode: 0o700 });
+  const releaseDataDir = options.databaseUrl
+    ? async () => {}
+    : await claimDataDir(options.dataDir, "start of this master");
   const database = await openDatabase({ databaseUrl: options.databaseUrl, dataDir: options.dataDir });
   logger.info(
     {
@@ -124,6 +137,8 @@ export async function startMaster(options: MasterOptions): Promise<RunningMaster
     };
     await writeFile(adminConfigPath, `${JSON.stringify(config, null, 2)}\n`, { mode: 0o600 });
     await chmod(adminConfigPath, 0o600);
+  } else {
+    await refreshAdminConfigUrl(adminConfigPath, url);
   }
   logger.info({ url, insecure: Boolean(options.insecureHttp) }, "master listening");
 
@@ -139,6 +154,7 @@ export async function startMaster(options: MasterOptions): Promise<RunningMaster
       });
       await unlisten();
       await database.close();
+      await releaseDataDir();
       logger.info("master stopped");
     },
   };
