@@ -34,31 +34,41 @@ export const Capabilities = z
   .openapi("Capabilities");
 
 export const PartitionAddress = z
-  .object({ interface: z.string().min(1), address: z.string().min(1), netmask: z.string().min(1) })
+  .object({
+    interface: z.string().min(1).max(32),
+    address: z.string().min(1).max(64),
+    netmask: z.string().min(1).max(64),
+  })
   .strict()
   .openapi("PartitionAddress");
+
+const PartitionExtras = z.object({
+  routableIpv4: z.string().max(64).optional(),
+  blockDevice: z.string().max(256).optional(),
+});
 
 export const PartitionLayout = z
   .object({
     reference: z
       .string()
       .regex(/^[A-Za-z0-9_.-]{1,64}$/, "a partition reference is 1-64 letters, digits, '_', '.' or '-'"),
-    addresses: z.array(PartitionAddress).max(64),
-    tap: z.string().min(1).nullable().optional(),
-    extras: z
-      .object({ routableIpv4: z.string().optional(), blockDevice: z.string().optional() })
-      .strict()
-      .optional(),
+    addresses: z.array(PartitionAddress).max(16),
+    tap: z.string().min(1).max(32).nullable().optional(),
+    extras: PartitionExtras.strict().optional(),
   })
   .strict()
   .openapi("PartitionLayout");
 
-export const PartitionView = PartitionLayout.extend({
-  tap: z.string().nullable(),
-  extras: z.object({ routableIpv4: z.string().optional(), blockDevice: z.string().optional() }),
-  state: z.enum(["free", "busy"]),
-  instanceId: z.string().nullable(),
-}).openapi("Partition");
+export const PartitionView = z
+  .object({
+    reference: z.string(),
+    addresses: z.array(PartitionAddress),
+    tap: z.string().nullable(),
+    extras: PartitionExtras,
+    state: z.enum(["free", "busy"]),
+    instanceId: z.string().nullable(),
+  })
+  .openapi("Partition");
 
 export const SoftwareView = z
   .object({
@@ -208,7 +218,7 @@ export const DesiredState = z
         reference: z.string(),
         addresses: z.array(PartitionAddress),
         tap: z.string().nullable(),
-        extras: z.object({ routableIpv4: z.string().optional(), blockDevice: z.string().optional() }),
+        extras: PartitionExtras,
         instance: z
           .object({
             id: z.string(),

@@ -99,6 +99,22 @@ install_python_venv() {
   log "  $("$VENV/bin/buildout" --version 2>&1), supervisor $("$VENV/bin/supervisord" --version), $("$VENV/bin/slapos" --version 2>&1 | tail -n 1)"
 }
 
+# --- Test tools venv -----------------------------------------------------------------------
+install_test_tools() {
+  local venv="$SLAPOS_TOOLS_DIR/test-venv" requirements="$here/test-requirements.txt" want
+  local stamp="$venv/.requirements.sha256"
+  want=$(sha256sum "$requirements" | cut -d' ' -f1)
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x "$venv/bin/schemathesis" ]; then
+    log "  reused $venv"
+  else
+    [ -d "$venv" ] || /usr/bin/python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements"
+    echo "$want" >"$stamp"
+  fi
+  env_lines+=("export SLAPOS_TEST_VENV='$venv'")
+  log "  $("$venv/bin/schemathesis" --version)"
+}
+
 # --- Pulumi CLI ----------------------------------------------------------------------------
 install_pulumi() {
   local PULUMI_VERSION
@@ -174,6 +190,7 @@ mkdir -p "$SLAPOS_TOOLS_DIR"
 step "Node packages" install_node_packages
 step "Debian packages" install_debian_packages
 step "Python venv" install_python_venv
+step "Test tools venv" install_test_tools
 step "Pulumi CLI" install_pulumi
 step "Postgres for tests" start_postgres
 write_env_file

@@ -4,6 +4,7 @@ import { bodyLimit } from "hono/body-limit";
 import type { MasterEnv, MasterServices } from "./context.js";
 import { errorResponse, handleError, validationHook } from "./errors.js";
 import { identify, requireActor } from "./identity.js";
+import { rejectNul } from "./reject-nul.js";
 import { computerRoutes } from "./routes/computers.js";
 import { instanceRoutes } from "./routes/instances.js";
 import { nodeRoutes, registrationRoutes } from "./routes/nodes.js";
@@ -16,6 +17,7 @@ function createJsonApi() {
   const api = new OpenAPIHono<MasterEnv>({ defaultHook: validationHook });
   api.doc31("/openapi.json", {
     openapi: "3.1.0",
+    servers: [{ url: "/api/v1" }],
     info: {
       title: "SlapOS master",
       version: "1",
@@ -45,6 +47,7 @@ export function createMasterApp(services: MasterServices) {
       onError: (c) => errorResponse(c, 413, "too_large", `the request body exceeds ${MAX_BODY_BYTES} bytes`),
     }),
   );
+  app.use(rejectNul);
   app.use(identify);
   app.route("/api/v1", createJsonApi());
   app.notFound((c) => errorResponse(c, 404, "not_found", `no route ${c.req.method} ${c.req.path}`));

@@ -8,6 +8,7 @@ const errorResponses = Object.fromEntries(
     [403, "the caller may not do this"],
     [404, "no such object"],
     [409, "refused in the current state"],
+    [413, "the request body is too large"],
   ].map(([status, description]) => [
     status,
     { description: String(description), content: { "application/json": { schema: ErrorBody } } },

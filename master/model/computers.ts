@@ -287,18 +287,16 @@ export async function updateComputer(
   if (settings.pricePerPartitionHour !== undefined && settings.pricePerPartitionHour < 0) {
     throw invalid("pricePerPartitionHour", "a price cannot be negative");
   }
-  const [updated] = await db
-    .update(computers)
-    .set({
-      ...(settings.title !== undefined ? { title: settings.title } : {}),
-      ...(settings.region !== undefined ? { region: settings.region } : {}),
-      ...(settings.capabilities !== undefined ? { capabilities: settings.capabilities } : {}),
-      ...(settings.pricePerPartitionHour !== undefined
-        ? { pricePerPartitionHour: settings.pricePerPartitionHour }
-        : {}),
-    })
-    .where(eq(computers.id, id))
-    .returning();
+  const changes = {
+    ...(settings.title !== undefined ? { title: settings.title } : {}),
+    ...(settings.region !== undefined ? { region: settings.region } : {}),
+    ...(settings.capabilities !== undefined ? { capabilities: settings.capabilities } : {}),
+    ...(settings.pricePerPartitionHour !== undefined
+      ? { pricePerPartitionHour: settings.pricePerPartitionHour }
+      : {}),
+  };
+  if (Object.keys(changes).length === 0) return viewOne(db, computer);
+  const [updated] = await db.update(computers).set(changes).where(eq(computers.id, id)).returning();
   return viewOne(db, updated ?? computer);
 }
 

@@ -46,7 +46,7 @@ export const nodeRoutes = new OpenAPIHono<MasterEnv>({ defaultHook: validationHo
       summary: "Upload the partitions format created (idempotent; never removes partitions)",
       request: {
         params: ComputerParams,
-        body: jsonBody(z.object({ partitions: z.array(PartitionLayout).max(10_000) }).strict()),
+        body: jsonBody(z.object({ partitions: z.array(PartitionLayout).max(2_000) }).strict()),
       },
       responses: responses(ComputerView),
     }),
