@@ -1,0 +1,136 @@
+import { existsSync } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { type ResultPromise, execa } from "execa";
+import postgres from "postgres";
+import { afterAll, beforeAll, expect, it } from "vitest";
+import { MasterClient } from "../../protocol/client.js";
+import { describeWith, requires } from "../support/requirements.js";
+
+const CLI = join(import.meta.dirname, "../../dist/cli/main.js");
+const RELEASE = "https://example.com/software/web/software.cfg";
+const REQUESTS = 100;
+
+/** A master as its own process, so it can be killed for real (SIGKILL, no clean shutdown). */
+async function spawnMaster(databaseUrl: string, dataDir: string, port: number) {
+  const child = execa("node", [CLI, "master", "start", "--data", dataDir, "--insecure-http", "--port", String(port)], {
+    env: { DATABASE_URL: databaseUrl },
+    reject: false,
+  });
+  const url = await new Promise<string>((resolve, reject) => {
+    child.stdout?.on("data", (chunk: Buffer) => {
+      const line = chunk.toString().trim();
+      if (line.startsWith("http")) resolve(line);
+    });
+    child.on("exit", (code) => reject(new Error(`the master exited (${code}) before listening`)));
+  });
+  return { child, url };
+}
+
+/** Retries a request until the master answers, as a client riding out a master restart does. */
+async function persist<T>(attempt: () => Promise<T>): Promise<T> {
+  for (;;) {
+    try {
+      return await attempt();
+    } catch (error) {
+      if (!(error as Error).message.startsWith("cannot reach the master")) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+}
+
+describeWith(
+  [
+    requires.env("TEST_DATABASE_URL", "a real Postgres server that outlives the master process"),
+    { why: "dist/cli/main.js: run `npm run build` first (npm test does)", isMet: () => existsSync(CLI) },
+  ],
+  "master killed and restarted under concurrent requests",
+  () => {
+    let databaseUrl: string;
+    let dropDatabase: () => Promise<void>;
+    let dataDir: string;
+    let running: ResultPromise | undefined;
+
+    beforeAll(async () => {
+      const serverUrl = process.env.TEST_DATABASE_URL ?? "";
+      const name = `slapos_crash_${process.pid}_${Date.now()}`;
+      const admin = postgres(serverUrl, { max: 1, onnotice: () => {} });
+      await admin.unsafe(`create database ${name}`);
+      dropDatabase = async () => {
+        await admin.unsafe(`drop database if exists ${name} with (force)`);
+        await admin.end();
+      };
+      const url = new URL(serverUrl);
+      url.pathname = `/${name}`;
+      databaseUrl = url.toString();
+      dataDir = await mkdtemp(join(tmpdir(), "slap-crash-"));
+    });
+
+    afterAll(async () => {
+      running?.kill("SIGKILL");
+      await dropDatabase?.();
+      await rm(dataDir, { recursive: true, force: true });
+    });
+
+    it("loses no request and allocates none twice", async () => {
+      const first = await spawnMaster(databaseUrl, dataDir, 0);
+      running = first.child;
+      const port = Number(new URL(first.url).port);
+      const client = new MasterClient({ url: first.url }, { timeoutMs: 30_000 });
+      try {
+        // Capacity for every request, on three computers.
+        for (let computer = 0; computer < 3; computer++) {
+          const { computerId } = await client.register((await client.createRegistrationToken()).token);
+          await client.uploadPartitions(
+            computerId,
+            Array.from({ length: 40 }, (_, index) => ({ reference: `slappart${index}`, addresses: [] })),
+          );
+        }
+
+        let answered = 0;
+        const killed = new Promise<void>((resolve) => {
+          const check = setInterval(() => {
+            if (answered >= 10) {
+              clearInterval(check);
+              resolve();
+            }
+          }, 5);
+        });
+        const requests = Array.from({ length: REQUESTS }, (_, index) =>
+          persist(() => client.requestInstance({ title: `crash-${index}`, softwareReleaseUrl: RELEASE })).then(
+            (instance) => {
+              answered++;
+              return instance;
+            },
+          ),
+        );
+        await killed;
+        const answeredBeforeKill = answered;
+        first.child.kill("SIGKILL");
+        await first.child;
+        const second = await spawnMaster(databaseUrl, dataDir, port);
+        running = second.child;
+        const results = await Promise.all(requests);
+        expect(answeredBeforeKill).toBeLessThan(REQUESTS); // the kill landed while requests were in flight
+
+        // Every title exists once, placed, each in a partition of its own.
+        const instances = await client.listInstances();
+        expect(instances).toHaveLength(REQUESTS);
+        expect(new Set(instances.map((instance) => instance.title)).size).toBe(REQUESTS);
+        const places = instances.map((instance) => `${instance.computerId}/${instance.partitionReference}`);
+        expect(instances.every((instance) => instance.partitionReference !== null)).toBe(true);
+        expect(new Set(places).size).toBe(REQUESTS);
+        // What each client was answered is what the master kept.
+        const kept = new Map(instances.map((instance) => [instance.title, instance.id]));
+        for (const result of results) expect(kept.get(result.title)).toBe(result.id);
+        const busy = (await client.listComputers()).flatMap((computer) =>
+          computer.partitions.filter((partition) => partition.state === "busy"),
+        );
+        expect(busy).toHaveLength(REQUESTS);
+      } finally {
+        await client.close();
+      }
+    }, 180_000);
+  },
+);
