@@ -70,7 +70,11 @@ export const computers = pgTable(
     deregisteredAt: timestamp("deregistered_at", { withTimezone: true }),
     createdAt: createdAt(),
   },
-  (table) => [index("computers_owner_idx").on(table.ownerId)],
+  (table) => [
+    index("computers_owner_idx").on(table.ownerId),
+    // Allocation walks computers cheapest first.
+    index("computers_price_idx").on(table.pricePerPartitionHour, table.id),
+  ],
 );
 
 export const partitions = pgTable(
@@ -112,7 +116,10 @@ export const softwareInstallations = pgTable(
     requestedAt: timestamp("requested_at", { withTimezone: true }).notNull().defaultNow(),
     reportedAt: timestamp("reported_at", { withTimezone: true }),
   },
-  (table) => [primaryKey({ columns: [table.computerId, table.url] })],
+  (table) => [
+    primaryKey({ columns: [table.computerId, table.url] }),
+    index("software_installations_url_idx").on(table.url, table.requestedState),
+  ],
 );
 
 export const softwareInstances = pgTable(

@@ -2,7 +2,7 @@ import { existsSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { type ResultPromise, execa } from "execa";
+import { execa, type ResultPromise } from "execa";
 import postgres from "postgres";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { MasterClient } from "../../protocol/client.js";
@@ -14,10 +14,14 @@ const REQUESTS = 100;
 
 /** A master as its own process, so it can be killed for real (SIGKILL, no clean shutdown). */
 async function spawnMaster(databaseUrl: string, dataDir: string, port: number) {
-  const child = execa("node", [CLI, "master", "start", "--data", dataDir, "--insecure-http", "--port", String(port)], {
-    env: { DATABASE_URL: databaseUrl },
-    reject: false,
-  });
+  const child = execa(
+    "node",
+    [CLI, "master", "start", "--data", dataDir, "--insecure-http", "--port", String(port)],
+    {
+      env: { DATABASE_URL: databaseUrl },
+      reject: false,
+    },
+  );
   const url = await new Promise<string>((resolve, reject) => {
     child.stdout?.on("data", (chunk: Buffer) => {
       const line = chunk.toString().trim();
@@ -98,12 +102,12 @@ describeWith(
           }, 5);
         });
         const requests = Array.from({ length: REQUESTS }, (_, index) =>
-          persist(() => client.requestInstance({ title: `crash-${index}`, softwareReleaseUrl: RELEASE })).then(
-            (instance) => {
-              answered++;
-              return instance;
-            },
-          ),
+          persist(() =>
+            client.requestInstance({ title: `crash-${index}`, softwareReleaseUrl: RELEASE }),
+          ).then((instance) => {
+            answered++;
+            return instance;
+          }),
         );
         await killed;
         const answeredBeforeKill = answered;

@@ -1,0 +1,2 @@
+CREATE INDEX "computers_price_idx" ON "computers" USING btree ("price_per_partition_hour","id");--> statement-breakpoint
+CREATE INDEX "software_installations_url_idx" ON "software_installations" USING btree ("url","requested_state");
