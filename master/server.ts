@@ -10,7 +10,7 @@ import type { MasterServices } from "./api/context.js";
 import { claimDataDir } from "./data-dir.js";
 import { type Database, openDatabase, redactUrl } from "./db/connect.js";
 import { issueServerCertificate, loadOrCreateAuthority } from "./identity/authority.js";
-import { DesiredStateWaiters } from "./model/desired-state.js";
+import { DesiredStates } from "./model/desired-state.js";
 import { createPerson, findAdmin } from "./model/persons.js";
 
 export interface MasterOptions {
@@ -74,8 +74,8 @@ export async function startMaster(options: MasterOptions): Promise<RunningMaster
     "database ready",
   );
   const authority = await loadOrCreateAuthority(database.db);
-  const waiters = new DesiredStateWaiters();
-  const unlisten = await database.onDesiredStateChange((computerId) => waiters.notify(computerId));
+  const desiredStates = new DesiredStates();
+  const unlisten = await database.onDesiredStateChange((computerId) => desiredStates.notify(computerId));
 
   let adminId = await findAdmin(database.db);
   let newAdmin: Awaited<ReturnType<typeof createPerson>> | undefined;
@@ -88,7 +88,7 @@ export async function startMaster(options: MasterOptions): Promise<RunningMaster
   const services: MasterServices = {
     db: database.db,
     authority,
-    waiters,
+    desiredStates,
     logger,
     ...(options.insecureHttp ? { insecureAdminId: adminId } : {}),
   };

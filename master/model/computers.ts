@@ -13,6 +13,7 @@ import {
 } from "../db/schema.js";
 import { type Authority, issueClientCertificate } from "../identity/authority.js";
 import type { Actor } from "./actor.js";
+import { bumpComputers } from "./changes.js";
 import { forbidden, invalid, notFound } from "./errors.js";
 import { newId } from "./ids.js";
 
@@ -247,7 +248,7 @@ export async function uploadPartitions(
     const computer = await loadComputer(tx, computerId);
     authorize(actor, computer, "node");
     if (layout.length > 0) {
-      await tx
+      const changed = await tx
         .insert(partitions)
         .values(
           layout.map((partition) => ({
@@ -265,7 +266,10 @@ export async function uploadPartitions(
             tap: sql`excluded.tap`,
             extras: sql`excluded.extras`,
           },
-        });
+          setWhere: sql`(${partitions.addresses}, ${partitions.tap}, ${partitions.extras}) is distinct from (excluded.addresses, excluded.tap, excluded.extras)`,
+        })
+        .returning({ id: partitions.id });
+      if (changed.length > 0) await bumpComputers(tx, [computerId]);
     }
     const [touched] = await tx
       .update(computers)
@@ -322,10 +326,25 @@ export async function listComputers(db: Db, actor: Actor): Promise<ComputerView[
 export async function touchComputer(executor: Executor, actor: Actor, id: string): Promise<ComputerRow> {
   const computer = await loadComputer(executor, id);
   authorize(actor, computer, "node");
-  const [touched] = await executor
-    .update(computers)
-    .set({ lastContactAt: sql`now()` })
-    .where(eq(computers.id, id))
-    .returning();
-  return touched ?? computer;
+  await recordContact(executor, computer);
+  return computer;
 }
+
+/** Only the computer itself (or an admin) acts as that computer's node. */
+export function authorizeNode(actor: Actor, computer: Pick<ComputerRow, "id" | "ownerId">): void {
+  authorize(actor, computer as ComputerRow, "node");
+}
+
+/**
+ * Records that a node was heard from, to within CONTACT_RESOLUTION_MS: nodes poll often, and a
+ * write on every poll would make concurrent pollers of one computer queue on its row.
+ */
+export async function recordContact(
+  executor: Executor,
+  computer: Pick<ComputerRow, "id" | "lastContactAt">,
+): Promise<void> {
+  if (computer.lastContactAt && Date.now() - computer.lastContactAt.getTime() < CONTACT_RESOLUTION_MS) return;
+  await executor.update(computers).set({ lastContactAt: sql`now()` }).where(eq(computers.id, computer.id));
+}
+
+const CONTACT_RESOLUTION_MS = 10_000;

@@ -1,9 +1,9 @@
-import { and, asc, eq, inArray, isNull } from "drizzle-orm";
+import { sql } from "drizzle-orm";
 import type { Db } from "../db/connect.js";
 import type { PartitionAddress, PartitionExtras } from "../db/schema.js";
-import { partitions, softwareInstallations, softwareInstances } from "../db/schema.js";
 import type { Actor } from "./actor.js";
-import { touchComputer } from "./computers.js";
+import { authorizeNode, recordContact } from "./computers.js";
+import { notFound } from "./errors.js";
 import type { RequestedState } from "./instances.js";
 
 export interface SharedInstanceState {
@@ -40,83 +40,68 @@ export interface DesiredState {
   }[];
 }
 
-/** What a computer must install and run, read in one snapshot-consistent transaction. */
-export async function readDesiredState(db: Db, actor: Actor, computerId: string): Promise<DesiredState> {
-  return db.transaction(
-    async (tx) => {
-      const computer = await touchComputer(tx, actor, computerId);
-      const [software, partitionRows] = await Promise.all([
-        tx
-          .select({ url: softwareInstallations.url, requestedState: softwareInstallations.requestedState })
-          .from(softwareInstallations)
-          .where(eq(softwareInstallations.computerId, computerId))
-          .orderBy(asc(softwareInstallations.url)),
-        tx.select().from(partitions).where(eq(partitions.computerId, computerId)).orderBy(asc(partitions.id)),
-      ]);
-      const instanceIds = partitionRows
-        .map((partition) => partition.instanceId)
-        .filter((id): id is string => id !== null);
-      const [instances, shared] =
-        instanceIds.length === 0
-          ? [[], []]
-          : await Promise.all([
-              tx.select().from(softwareInstances).where(inArray(softwareInstances.id, instanceIds)),
-              tx
-                .select()
-                .from(softwareInstances)
-                .where(
-                  and(
-                    inArray(softwareInstances.hostInstanceId, instanceIds),
-                    isNull(softwareInstances.destroyedAt),
-                  ),
-                )
-                .orderBy(asc(softwareInstances.createdAt)),
-            ]);
-      const instanceById = new Map(instances.map((instance) => [instance.id, instance]));
-      return {
-        computerId,
-        version: computer.desiredVersion,
-        software,
-        partitions: partitionRows.map((partition) => {
-          const instance = partition.instanceId ? instanceById.get(partition.instanceId) : undefined;
-          return {
-            reference: partition.reference,
-            addresses: partition.addresses,
-            tap: partition.tap,
-            extras: partition.extras,
-            instance: instance
-              ? {
-                  id: instance.id,
-                  title: instance.title,
-                  softwareReleaseUrl: instance.softwareReleaseUrl,
-                  softwareType: instance.softwareType,
-                  parameters: instance.parameters,
-                  requestedState: instance.requestedState,
-                  timestamp: instance.timestamp,
-                  connectionParameters: instance.connectionParameters,
-                  sharedInstances: shared
-                    .filter((entry) => entry.hostInstanceId === instance.id)
-                    .map((entry) => ({
-                      id: entry.id,
-                      title: entry.title,
-                      softwareType: entry.softwareType,
-                      parameters: entry.parameters,
-                    })),
-                }
-              : null,
-          };
-        }),
-      };
-    },
-    { isolationLevel: "repeatable read" },
-  );
+interface ComputerHead extends Record<string, unknown> {
+  owner_id: string;
+  deregistered_at: string | null;
+  last_contact_at: string | null;
+  version: number | string;
 }
 
+/** The desired state as the JSON text the API sends, with its version. */
+export interface DesiredStateDocument {
+  version: number;
+  json: string;
+}
+
+type Rows<T> = T[] | { rows: T[] };
+const rowsOf = <T>(result: Rows<T>): T[] => (Array.isArray(result) ? result : result.rows);
+
 /**
- * Wakes long-polling nodes when their computer's desired state changes. One per master process,
- * fed by the database's change notifications, so a change made through any master wakes them.
+ * Builds a computer's desired state document: Postgres renders the whole JSON in one statement,
+ * so content and version come from one snapshot.
  */
-export class DesiredStateWaiters {
+async function buildDocument(db: Db, computerId: string): Promise<DesiredStateDocument> {
+  const result = await db.execute<{ version: number | string; document: string }>(sql`
+    select c.desired_version as version,
+      json_build_object(
+        'computerId', c.id,
+        'version', c.desired_version,
+        'software', coalesce((
+          select json_agg(json_build_object('url', s.url, 'requestedState', s.requested_state) order by s.url)
+          from software_installations s where s.computer_id = c.id), '[]'),
+        'partitions', coalesce((
+          select json_agg(json_build_object(
+            'reference', p.reference, 'addresses', p.addresses, 'tap', p.tap, 'extras', p.extras,
+            'instance', case when i.id is null then null else json_build_object(
+              'id', i.id, 'title', i.title, 'softwareReleaseUrl', i.software_release_url,
+              'softwareType', i.software_type, 'parameters', i.parameters, 'requestedState', i.requested_state,
+              'timestamp', i.timestamp, 'connectionParameters', i.connection_parameters,
+              'sharedInstances', coalesce((
+                select json_agg(json_build_object('id', h.id, 'title', h.title, 'softwareType', h.software_type,
+                                                  'parameters', h.parameters) order by h.created_at, h.id)
+                from software_instances h where h.host_instance_id = i.id and h.destroyed_at is null), '[]')
+            ) end) order by p.id)
+          from partitions p left join software_instances i on i.id = p.instance_id
+          where p.computer_id = c.id), '[]')
+      )::text as document
+    from computers c where c.id = ${computerId}`);
+  const [row] = rowsOf(result as Rows<{ version: number | string; document: string }>);
+  if (!row) throw notFound(`no computer ${computerId}`);
+  return { version: Number(row.version), json: row.document };
+}
+
+/** How many computers' documents one master process keeps. */
+const CACHE_SIZE = 10_000;
+
+/**
+ * The desired states of computers, as nodes read them: constantly, while they rarely change. One
+ * per master process. A read costs one indexed lookup of the computer's version; the document is
+ * rebuilt only when that version moved (every change bumps it in its own transaction, so a
+ * cached document is never stale, whichever master made the change). Long polls wait here for
+ * the database's change notifications.
+ */
+export class DesiredStates {
+  private readonly documents = new Map<string, DesiredStateDocument>();
   private readonly waiters = new Map<string, Set<() => void>>();
 
   /** Called for each committed change notification. */
@@ -125,6 +110,31 @@ export class DesiredStateWaiters {
     if (!waiting) return;
     this.waiters.delete(computerId);
     for (const wake of waiting) wake();
+  }
+
+  /** What the computer must install and run, for the computer itself (or an admin). */
+  async read(db: Db, actor: Actor, computerId: string): Promise<DesiredStateDocument> {
+    const [head] = rowsOf(
+      (await db.execute<ComputerHead>(sql`
+        select owner_id, deregistered_at, last_contact_at, desired_version as version
+        from computers where id = ${computerId}`)) as Rows<ComputerHead>,
+    );
+    if (!head || head.deregistered_at) throw notFound(`no computer ${computerId}`);
+    authorizeNode(actor, { id: computerId, ownerId: head.owner_id });
+    await recordContact(db, {
+      id: computerId,
+      lastContactAt: head.last_contact_at ? new Date(head.last_contact_at) : null,
+    });
+    const cached = this.documents.get(computerId);
+    if (cached && cached.version === Number(head.version)) return cached;
+    const built = await buildDocument(db, computerId);
+    this.documents.delete(computerId); // re-inserted last: the Map's order is the eviction order
+    this.documents.set(computerId, built);
+    if (this.documents.size > CACHE_SIZE) {
+      const oldest = this.documents.keys().next().value;
+      if (oldest !== undefined) this.documents.delete(oldest);
+    }
+    return built;
   }
 
   /**
@@ -138,7 +148,7 @@ export class DesiredStateWaiters {
     afterVersion: number,
     timeoutMs: number,
     signal?: AbortSignal,
-  ): Promise<DesiredState> {
+  ): Promise<DesiredStateDocument> {
     // Registered before reading, so a change committed in between is not missed.
     let wake = () => {};
     const changed = new Promise<void>((resolve) => {
@@ -148,7 +158,7 @@ export class DesiredStateWaiters {
     waiting.add(wake);
     this.waiters.set(computerId, waiting);
     try {
-      const current = await readDesiredState(db, actor, computerId);
+      const current = await this.read(db, actor, computerId);
       if (current.version > afterVersion || timeoutMs <= 0) return current;
       let timer: NodeJS.Timeout | undefined;
       const timedOut = new Promise<void>((resolve) => {
@@ -157,10 +167,15 @@ export class DesiredStateWaiters {
       });
       await Promise.race([changed, timedOut]);
       clearTimeout(timer);
-      return await readDesiredState(db, actor, computerId);
+      return await this.read(db, actor, computerId);
     } finally {
       this.waiters.get(computerId)?.delete(wake);
       if (this.waiters.get(computerId)?.size === 0) this.waiters.delete(computerId);
     }
   }
+}
+
+/** The desired state as an object, uncached (for callers inside the master and tests). */
+export async function readDesiredState(db: Db, actor: Actor, computerId: string): Promise<DesiredState> {
+  return JSON.parse((await new DesiredStates().read(db, actor, computerId)).json) as DesiredState;
 }

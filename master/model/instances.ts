@@ -403,6 +403,8 @@ export async function setConnectionParameters(
       .where(eq(softwareInstances.id, id))
       .returning();
     if (row.parentId) await bumpInstances(tx, [row.parentId]);
+    const computerId = await computerOf(tx, row);
+    if (computerId) await bumpComputers(tx, [computerId]); // its desired state shows them
     return viewOne(tx, updated ?? row);
   });
 }

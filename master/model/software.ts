@@ -1,4 +1,4 @@
-import { and, eq, inArray, isNull, ne, sql } from "drizzle-orm";
+import { and, eq, isNull, ne, sql } from "drizzle-orm";
 import type { Db } from "../db/connect.js";
 import { partitions, softwareInstallations, softwareInstances } from "../db/schema.js";
 import type { Actor } from "./actor.js";
@@ -80,32 +80,30 @@ export async function reportSoftwareState(
   state: SoftwareReport,
   errorLog?: string,
 ): Promise<SoftwareView> {
-  await touchComputer(db, actor, computerId);
-  const [row] = await db
-    .update(softwareInstallations)
-    .set({
-      reportedState: state,
-      reportedAt: sql`now()`,
-      errorLog: state === "error" ? (errorLog ?? "") : null,
-    })
-    .where(and(eq(softwareInstallations.computerId, computerId), eq(softwareInstallations.url, url)))
-    .returning();
-  if (!row) throw notFound(`software release ${url} is not supplied to computer ${computerId}`);
-  if (state === "destroyed" && row.requestedState === "destroyed") {
-    await db
-      .delete(softwareInstallations)
-      .where(
-        and(
-          eq(softwareInstallations.computerId, computerId),
-          inArray(softwareInstallations.url, [url]),
-          eq(softwareInstallations.requestedState, "destroyed"),
-        ),
-      );
-  }
-  return {
-    url,
-    requestedState: row.requestedState,
-    reportedState: row.reportedState,
-    errorLog: row.errorLog,
-  };
+  return db.transaction(async (tx) => {
+    await touchComputer(tx, actor, computerId);
+    const [row] = await tx
+      .update(softwareInstallations)
+      .set({
+        reportedState: state,
+        reportedAt: sql`now()`,
+        errorLog: state === "error" ? (errorLog ?? "") : null,
+      })
+      .where(and(eq(softwareInstallations.computerId, computerId), eq(softwareInstallations.url, url)))
+      .returning();
+    if (!row) throw notFound(`software release ${url} is not supplied to computer ${computerId}`);
+    if (state === "destroyed" && row.requestedState === "destroyed") {
+      // Removal done: the supply disappears from the computer's desired state.
+      await tx
+        .delete(softwareInstallations)
+        .where(and(eq(softwareInstallations.computerId, computerId), eq(softwareInstallations.url, url)));
+      await bumpComputers(tx, [computerId]);
+    }
+    return {
+      url,
+      requestedState: row.requestedState,
+      reportedState: row.reportedState,
+      errorLog: row.errorLog,
+    };
+  });
 }

@@ -10,7 +10,7 @@ import {
   registerComputer,
   uploadPartitions,
 } from "../../master/model/computers.js";
-import { DesiredStateWaiters, readDesiredState } from "../../master/model/desired-state.js";
+import { DesiredStates, readDesiredState } from "../../master/model/desired-state.js";
 import { ModelError } from "../../master/model/errors.js";
 import {
   allocatePending,
@@ -21,7 +21,7 @@ import {
   requestInstance,
   setConnectionParameters,
 } from "../../master/model/instances.js";
-import { supplySoftware } from "../../master/model/software.js";
+import { reportSoftwareState, supplySoftware } from "../../master/model/software.js";
 import { testDatabaseKinds } from "../support/databases.js";
 import { describeWith } from "../support/requirements.js";
 import { addComputer, createMarketplace, type Marketplace } from "./fixtures.js";
@@ -346,19 +346,62 @@ for (const kind of testDatabaseKinds) {
       expect(new Set(rows.map((row) => row.partitionId)).size).toBe(20);
     });
 
+    it("serves a cached desired state that follows every change a node must see", async () => {
+      const computer = await addComputer(database, market, market.bob, 1);
+      const states = new DesiredStates(); // one cache across every read, as in a master process
+      const read = async () => JSON.parse((await states.read(database.db, computer.actor, computer.id)).json);
+      expect((await read()).software).toEqual([]);
+      await supplySoftware(database.db, market.bob, computer.id, RELEASE, "available");
+      expect((await read()).software).toEqual([{ url: RELEASE, requestedState: "available" }]);
+      await uploadPartitions(database.db, computer.actor, computer.id, [
+        {
+          reference: "slappart0",
+          addresses: [{ interface: "eth0", address: "fd00::99", netmask: "ffff::" }],
+        },
+      ]);
+      expect((await read()).partitions[0].addresses[0].address).toBe("fd00::99");
+      const instance = await requestInstance(database.db, market.alice, {
+        title: "cached",
+        softwareReleaseUrl: RELEASE,
+      });
+      expect((await read()).partitions[0].instance.id).toBe(instance.id);
+      await setConnectionParameters(database.db, { kind: "instance", id: instance.id }, instance.id, {
+        url: "u",
+      });
+      expect((await read()).partitions[0].instance.connectionParameters).toEqual({ url: "u" });
+      await requestInstance(database.db, market.alice, {
+        title: "cached",
+        softwareReleaseUrl: RELEASE,
+        state: "destroyed",
+      });
+      expect((await read()).partitions[0].instance.requestedState).toBe("destroyed");
+      await completeDestruction(database.db, computer.actor, instance.id);
+      expect((await read()).partitions[0].instance).toBeNull();
+      await supplySoftware(database.db, market.bob, computer.id, RELEASE, "destroyed");
+      expect((await read()).software).toEqual([{ url: RELEASE, requestedState: "destroyed" }]);
+      await reportSoftwareState(database.db, computer.actor, computer.id, RELEASE, "destroyed");
+      expect((await read()).software).toEqual([]);
+    });
+
     it("wakes a long-polling node as soon as its desired state changes", async () => {
       const computer = await addComputer(database, market, market.bob, 1);
-      const waiters = new DesiredStateWaiters();
-      const stop = await database.onDesiredStateChange((id) => waiters.notify(id));
+      const desiredStates = new DesiredStates();
+      const stop = await database.onDesiredStateChange((id) => desiredStates.notify(id));
       try {
         const before = await readDesiredState(database.db, computer.actor, computer.id);
         // Far beyond the test's own timeout: only a wake-up can make this return in time.
-        const waiting = waiters.wait(database.db, computer.actor, computer.id, before.version, 3_600_000);
+        const waiting = desiredStates.wait(
+          database.db,
+          computer.actor,
+          computer.id,
+          before.version,
+          3_600_000,
+        );
         await requestInstance(database.db, market.alice, { title: "wake", softwareReleaseUrl: RELEASE });
-        const after = await waiting;
+        const after = JSON.parse((await waiting).json);
         expect(after.version).toBeGreaterThan(before.version);
         expect(after.partitions[0]?.instance?.title).toBe("wake");
-        const idle = await waiters.wait(database.db, computer.actor, computer.id, after.version, 200);
+        const idle = await desiredStates.wait(database.db, computer.actor, computer.id, after.version, 200);
         expect(idle.version).toBe(after.version);
       } finally {
         await stop();

@@ -79,9 +79,9 @@ export const nodeRoutes = new OpenAPIHono<MasterEnv>({ defaultHook: validationHo
       responses: responses(DesiredState),
     }),
     async (c) => {
-      const { db, waiters } = c.get("services");
+      const { db, desiredStates } = c.get("services");
       const { after, wait } = c.req.valid("query");
-      const state = await waiters.wait(
+      const state = await desiredStates.wait(
         db,
         actorOf(c),
         c.req.valid("param").computerId,
@@ -89,7 +89,8 @@ export const nodeRoutes = new OpenAPIHono<MasterEnv>({ defaultHook: validationHo
         wait * 1000,
         c.req.raw.signal,
       );
-      return c.json(state, 200);
+      // Postgres built the JSON (see readDesiredStateDocument): sent as is, never re-encoded.
+      return c.body(state.json, 200, { "content-type": "application/json" });
     },
   )
   .openapi(

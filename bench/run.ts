@@ -1,0 +1,50 @@
+#!/usr/bin/env node
+import { parseArgs } from "node:util";
+import { benchMaster } from "./master.js";
+
+// `npm run bench -- master [--computers N] [--partitions N] [--requests N] [--concurrency N]
+//  [--pollers N] [--seconds N]`: prints a summary and the JSON figures for bench/README.md.
+
+const { positionals, values } = parseArgs({
+  allowPositionals: true,
+  options: {
+    computers: { type: "string", default: "10000" },
+    partitions: { type: "string", default: "100" },
+    requests: { type: "string", default: "5000" },
+    concurrency: { type: "string", default: "32" },
+    pollers: { type: "string", default: "200" },
+    seconds: { type: "string", default: "10" },
+  },
+});
+
+const which = positionals[0] ?? "master";
+if (which !== "master") {
+  console.error(`unknown benchmark '${which}'; available: master`);
+  process.exit(2);
+}
+const databaseUrl = process.env.BENCH_DATABASE_URL ?? process.env.TEST_DATABASE_URL;
+if (!databaseUrl) {
+  console.error("set BENCH_DATABASE_URL (or run through scripts/with-env.sh, which sets TEST_DATABASE_URL)");
+  process.exit(2);
+}
+const result = await benchMaster(
+  {
+    databaseUrl,
+    computers: Number(values.computers),
+    partitionsPerComputer: Number(values.partitions),
+    requests: Number(values.requests),
+    concurrency: Number(values.concurrency),
+    pollers: Number(values.pollers),
+    pollSeconds: Number(values.seconds),
+  },
+  (line) => console.error(`bench: ${line}`),
+);
+const { allocation, desiredState, masterRss } = result;
+console.log(
+  [
+    `allocation: ${allocation.perSecond.toFixed(0)} requests/s (${allocation.requests} in ${allocation.seconds.toFixed(1)} s), latency p50 ${allocation.latency.p50} ms p99 ${allocation.latency.p99} ms, double allocations: ${allocation.doubleAllocations}`,
+    `desired state (${desiredState.bytes} bytes, ${desiredState.pollers} pollers): ${desiredState.perSecond.toFixed(0)} reads/s, p50 ${desiredState.latency.p50} ms p99 ${desiredState.latency.p99} ms`,
+    `master RSS: ${masterRss.currentMb} MB now, ${masterRss.peakMb} MB peak`,
+    JSON.stringify(result),
+  ].join("\n"),
+);
