@@ -2,7 +2,6 @@ import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { PGlite } from "@electric-sql/pglite";
-import { sql } from "drizzle-orm";
 import type { PgDatabase, PgQueryResultHKT } from "drizzle-orm/pg-core";
 import { drizzle as drizzlePglite } from "drizzle-orm/pglite";
 import { migrate as migratePglite } from "drizzle-orm/pglite/migrator";
@@ -45,7 +44,7 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
 }
 
 async function openPostgres(url: string): Promise<Database> {
-  const client = postgres(url, { max: 20, onnotice: () => {} });
+  const client = postgres(...postgresArguments(url));
   const db = drizzlePostgres(client, { schema }) as unknown as Db;
   try {
     const lock = await client.reserve();
@@ -90,9 +89,17 @@ async function openPglite(dataDir: string | undefined): Promise<Database> {
   };
 }
 
-/** Announces a change to a computer's desired state; delivered when the transaction commits. */
-export async function notifyDesiredStateChange(executor: Executor, computerId: string): Promise<void> {
-  await executor.execute(sql`select pg_notify(${DESIRED_STATE_CHANNEL}, ${computerId})`);
+/**
+ * Connection arguments for postgres.js, accepting libpq's `?host=/socket/dir` for a server on a
+ * Unix socket (cheaper than TCP when the master runs beside Postgres).
+ */
+function postgresArguments(url: string): [string, postgres.Options<Record<string, postgres.PostgresType>>] {
+  const options = { max: 20, onnotice: () => {} };
+  const parsed = new URL(url);
+  const socketDirectory = parsed.searchParams.get("host");
+  if (!socketDirectory?.startsWith("/")) return [url, options];
+  parsed.searchParams.delete("host");
+  return [parsed.toString(), { ...options, host: socketDirectory }];
 }
 
 /** A database URL without its password, for messages and logs. */

@@ -1,7 +1,5 @@
-import { and, eq, isNull, sql } from "drizzle-orm";
-import type { Executor } from "../db/connect.js";
-import { contracts, partitions, softwareInstallations, softwareInstances } from "../db/schema.js";
-import { bumpComputers } from "./changes.js";
+import { sql } from "drizzle-orm";
+import { DESIRED_STATE_CHANNEL, type Executor } from "../db/connect.js";
 import type { Sla } from "./sla.js";
 
 export interface AllocationRequest {
@@ -36,6 +34,21 @@ const rowsOf = <T>(result: Rows<T>): T[] => (Array.isArray(result) ? result : re
 
 /** How many computers to try when concurrent requests take the free partitions of the first. */
 const MAX_ATTEMPTS = 8;
+/** Among equally good computers, how many the choice is spread over. */
+const SPREAD = 16;
+
+/**
+ * The best candidate: supplied before not supplied, then cheapest; ties are broken at random, so
+ * concurrent requests spread over equally good computers instead of queueing on one.
+ */
+function pickCandidate(candidates: CandidateComputer[]): CandidateComputer | undefined {
+  const first = candidates[0];
+  if (!first) return undefined;
+  const best = candidates.filter(
+    (candidate) => candidate.supplied === first.supplied && Number(candidate.price) === Number(first.price),
+  );
+  return best[Math.floor(Math.random() * best.length)];
+}
 
 /**
  * Gives the instance a free partition on a computer that meets every SLA condition, preferring
@@ -46,7 +59,7 @@ const MAX_ATTEMPTS = 8;
  *
  * The computer is chosen first (walking the price index, checking for a free partition through
  * the partial index of free partitions), then one of its partitions: no query ever sorts all
- * the free partitions of the grid.
+ * the free partitions of the grid. Equally good computers share the load at random.
  */
 export async function allocatePartition(
   tx: Executor,
@@ -77,19 +90,19 @@ export async function allocatePartition(
         )})`,
       );
     const where = sql.join(eligible, sql` and `);
-    const computers = rowsOf(
+    const candidates = rowsOf(
       (await tx.execute<CandidateComputer>(sql`
         (select c.id, c.owner_id, c.price_per_partition_hour as price, true as supplied
            from software_installations s join computers c on c.id = s.computer_id
           where s.url = ${request.softwareReleaseUrl} and s.requested_state = 'available' and ${where}
-          order by c.price_per_partition_hour, c.id limit 1)
+          order by c.price_per_partition_hour, c.id limit ${SPREAD})
         union all
         (select c.id, c.owner_id, c.price_per_partition_hour as price, false as supplied
            from computers c
           where ${where}
-          order by c.price_per_partition_hour, c.id limit 1)`)) as Rows<CandidateComputer>,
+          order by c.price_per_partition_hour, c.id limit ${SPREAD})`)) as Rows<CandidateComputer>,
     );
-    const computer = computers[0];
+    const computer = pickCandidate(candidates);
     if (!computer) return undefined;
     const [partition] = rowsOf(
       (await tx.execute<FreePartition>(sql`
@@ -108,37 +121,35 @@ export async function allocatePartition(
   return undefined;
 }
 
+/**
+ * Records the allocation in one statement: the partition becomes busy, the instance points at
+ * it, the release is supplied there if it was not, the contract starts, and the computer's node
+ * is told (its desired-state version moves, on commit).
+ */
 async function place(
   tx: Executor,
   request: AllocationRequest,
   computer: CandidateComputer,
   partition: FreePartition,
 ): Promise<void> {
-  await tx
-    .update(partitions)
-    .set({ state: "busy", instanceId: request.instanceId })
-    .where(and(eq(partitions.id, partition.id), isNull(partitions.instanceId)));
-  await tx
-    .update(softwareInstances)
-    .set({ partitionId: partition.id })
-    .where(eq(softwareInstances.id, request.instanceId));
-  if (!computer.supplied) {
-    await tx
-      .insert(softwareInstallations)
-      .values({ computerId: computer.id, url: request.softwareReleaseUrl, requestedState: "available" })
-      .onConflictDoUpdate({
-        target: [softwareInstallations.computerId, softwareInstallations.url],
-        set: { requestedState: "available", requestedAt: sql`now()` },
-      });
-  }
-  await tx.insert(contracts).values({
-    instanceId: request.instanceId,
-    requesterId: request.requesterId,
-    providerId: computer.owner_id,
-    computerId: computer.id,
-    partitionReference: partition.reference,
-    conditions: request.conditions,
-    pricePerHour: Number(computer.price),
-  });
-  await bumpComputers(tx, [computer.id]);
+  await tx.execute(sql`
+    with taken as (
+      update partitions set state = 'busy', instance_id = ${request.instanceId}
+      where id = ${partition.id} and instance_id is null returning id),
+    placed as (
+      update software_instances set partition_id = ${partition.id} where id = ${request.instanceId} returning id),
+    supplied as (
+      insert into software_installations (computer_id, url, requested_state)
+      values (${computer.id}, ${request.softwareReleaseUrl}, 'available')
+      on conflict (computer_id, url) do update set requested_state = 'available', requested_at = now()
+      where software_installations.requested_state <> 'available'
+      returning url),
+    contract as (
+      insert into contracts (instance_id, requester_id, provider_id, computer_id, partition_reference, conditions, price_per_hour)
+      values (${request.instanceId}, ${request.requesterId}, ${computer.owner_id}, ${computer.id}, ${partition.reference},
+              ${JSON.stringify(request.conditions)}::jsonb, ${Number(computer.price)})
+      returning id),
+    bumped as (
+      update computers set desired_version = desired_version + 1 where id = ${computer.id} returning id)
+    select pg_notify(${DESIRED_STATE_CHANNEL}, id) from bumped`);
 }

@@ -1,6 +1,6 @@
 import { inArray, isNotNull, sql } from "drizzle-orm";
-import { type Executor, notifyDesiredStateChange } from "../db/connect.js";
-import { computers, partitions, softwareInstances } from "../db/schema.js";
+import { DESIRED_STATE_CHANNEL, type Executor } from "../db/connect.js";
+import { partitions, softwareInstances } from "../db/schema.js";
 
 /**
  * A new SLAP timestamp: now in ms, and always past the previous one, so a node redeploys even
@@ -8,15 +8,18 @@ import { computers, partitions, softwareInstances } from "../db/schema.js";
  */
 export const nextTimestamp = sql`greatest((extract(epoch from clock_timestamp()) * 1000)::bigint, ${softwareInstances.timestamp} + 1)`;
 
-/** Tells the nodes of these computers that their desired state changed (on commit). */
+/** Tells the nodes of these computers that their desired state changed (on commit). One statement. */
 export async function bumpComputers(tx: Executor, computerIds: Iterable<string>): Promise<void> {
-  const ids = [...new Set(computerIds)].sort(); // a fixed order: concurrent bumps never deadlock
+  const ids = [...new Set(computerIds)].sort();
   if (ids.length === 0) return;
-  await tx
-    .update(computers)
-    .set({ desiredVersion: sql`${computers.desiredVersion} + 1` })
-    .where(inArray(computers.id, ids));
-  for (const id of ids) await notifyDesiredStateChange(tx, id);
+  await tx.execute(sql`
+    with bumped as (
+      update computers set desired_version = desired_version + 1
+      where id in (${sql.join(
+        ids.map((id) => sql`${id}`),
+        sql`, `,
+      )}) returning id)
+    select pg_notify(${DESIRED_STATE_CHANNEL}, id) from bumped`);
 }
 
 /**
