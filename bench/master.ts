@@ -3,6 +3,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { execa, type ResultPromise } from "execa";
 import postgres from "postgres";
+import { Agent, request } from "undici";
+import { postgresArguments } from "../master/db/connect.js";
 import { MasterClient } from "../protocol/client.js";
 import { type LatencySummary, summarize } from "./stats.js";
 
@@ -29,7 +31,15 @@ export interface MasterBenchResult {
     latency: LatencySummary;
     doubleAllocations: number;
   };
-  desiredState: { pollers: number; reads: number; perSecond: number; latency: LatencySummary; bytes: number };
+  desiredState: {
+    bytes: number;
+    /** As fast as `readers` clients can read: throughput. */
+    closedLoop: { readers: number; perSecond: number; latency: LatencySummary };
+    /** `pollers` nodes reading about once a second each: the latency a node sees. */
+    pollers: { pollers: number; perSecond: number; latency: LatencySummary };
+    /** `pollers` nodes long-polling: from a change to each node's answer. */
+    longPollWake: { pollers: number; changes: number; latency: LatencySummary };
+  };
   masterRss: { currentMb: number; peakMb: number };
 }
 
@@ -81,12 +91,33 @@ async function drive(count: number, concurrency: number, work: (index: number) =
   return { seconds: (performance.now() - started) / 1000, latencies };
 }
 
+/**
+ * Runs `read` in `workers` loops for `seconds`, timing each read; with `pause`, each loop waits
+ * that long (untimed) between reads, as a node polling on a schedule does.
+ */
+async function timedLoop(workers: number, seconds: number, read: () => Promise<void>, pause?: () => number) {
+  const latencies: number[] = [];
+  const deadline = performance.now() + seconds * 1000;
+  const started = performance.now();
+  await Promise.all(
+    Array.from({ length: workers }, async () => {
+      while (performance.now() < deadline) {
+        const begin = performance.now();
+        await read();
+        latencies.push(performance.now() - begin);
+        if (pause) await new Promise((resolve) => setTimeout(resolve, pause()));
+      }
+    }),
+  );
+  return { perSecond: latencies.length / ((performance.now() - started) / 1000), latencies };
+}
+
 export async function benchMaster(
   options: MasterBenchOptions,
   log: (line: string) => void,
 ): Promise<MasterBenchResult> {
   const name = `slapos_bench_${Date.now()}`;
-  const server = postgres(options.databaseUrl, { max: 1, onnotice: () => {} });
+  const server = postgres(...postgresArguments(options.databaseUrl));
   await server.unsafe(`create database ${name}`);
   const url = new URL(options.databaseUrl);
   url.pathname = `/${name}`;
@@ -94,7 +125,7 @@ export async function benchMaster(
   const dataDir = await mkdtemp(join(tmpdir(), "slap-bench-"));
   let master: { child: ResultPromise; url: string } | undefined;
   let client: MasterClient | undefined;
-  const sql = postgres(databaseUrl, { max: 4, onnotice: () => {} });
+  const sql = postgres(...postgresArguments(databaseUrl));
   try {
     master = await startMasterProcess(databaseUrl, dataDir);
     const admin = JSON.parse(await readFile(join(dataDir, "admin.json"), "utf8"));
@@ -154,22 +185,49 @@ export async function benchMaster(
     }
     const sample = await client.desiredState(target);
     const bytes = JSON.stringify(sample).length;
+    // A lean reader (undici.request, body read as text, not parsed): the load generator shares
+    // the machine's two cores with the master and Postgres, so it must cost little.
+    const reader = new Agent({ connect: { ca: admin.ca, cert: admin.certificate, key: admin.key } });
+    const readUrl = new URL(`api/v1/computers/${target}/desired-state`, master.url);
+    const readOnce = async () => {
+      const response = await request(readUrl, { dispatcher: reader });
+      await response.body.text();
+      if (response.statusCode !== 200) throw new Error(`desired state: HTTP ${response.statusCode}`);
+    };
+
     log(
-      `desired state: ${sample.partitions.length} partitions, ${bytes} bytes; ${options.pollers} pollers for ${options.pollSeconds} s`,
+      `desired state: ${sample.partitions.length} partitions, ${bytes} bytes; closed loop, ${options.concurrency} readers`,
     );
-    const latencies: number[] = [];
-    const deadline = performance.now() + options.pollSeconds * 1000;
-    const pollStart = performance.now();
-    await Promise.all(
-      Array.from({ length: options.pollers }, async () => {
-        while (performance.now() < deadline) {
-          const begin = performance.now();
-          await (client as MasterClient).desiredState(target);
-          latencies.push(performance.now() - begin);
-        }
-      }),
+    const closedLoop = await timedLoop(options.concurrency, options.pollSeconds, readOnce);
+
+    log(`desired state: ${options.pollers} pollers reading once a second for ${options.pollSeconds} s`);
+    const openLoop = await timedLoop(
+      options.pollers,
+      options.pollSeconds,
+      readOnce,
+      () => 500 + Math.random() * 1000,
     );
-    const pollElapsed = (performance.now() - pollStart) / 1000;
+
+    log(`long poll: ${options.pollers} nodes waiting, woken by 20 changes`);
+    const wakeLatencies: number[] = [];
+    let version = (await client.desiredState(target)).version;
+    for (let change = 0; change < 20; change++) {
+      const waiting = Array.from({ length: options.pollers }, async () => {
+        const response = await request(new URL(`${readUrl}?after=${version}&wait=60`), {
+          dispatcher: reader,
+        });
+        const document = JSON.parse(await response.body.text()) as { version: number };
+        return { at: performance.now(), version: document.version };
+      });
+      await new Promise((resolve) => setTimeout(resolve, 300)); // every poll is parked
+      const changedAt = performance.now();
+      await client.supply(target, `${RELEASE}?change=${change}`);
+      const woken = await Promise.all(waiting);
+      for (const wake of woken) wakeLatencies.push(wake.at - changedAt);
+      version = Math.max(...woken.map((wake) => wake.version));
+    }
+    await reader.close();
+
     const masterRss = await rssOf(master.child.pid as number);
 
     return {
@@ -182,11 +240,18 @@ export async function benchMaster(
         doubleAllocations,
       },
       desiredState: {
-        pollers: options.pollers,
-        reads: latencies.length,
-        perSecond: latencies.length / pollElapsed,
-        latency: summarize(latencies),
         bytes,
+        closedLoop: {
+          readers: options.concurrency,
+          perSecond: closedLoop.perSecond,
+          latency: summarize(closedLoop.latencies),
+        },
+        pollers: {
+          pollers: options.pollers,
+          perSecond: openLoop.perSecond,
+          latency: summarize(openLoop.latencies),
+        },
+        longPollWake: { pollers: options.pollers, changes: 20, latency: summarize(wakeLatencies) },
       },
       masterRss,
     };

@@ -43,7 +43,9 @@ const { allocation, desiredState, masterRss } = result;
 console.log(
   [
     `allocation: ${allocation.perSecond.toFixed(0)} requests/s (${allocation.requests} in ${allocation.seconds.toFixed(1)} s), latency p50 ${allocation.latency.p50} ms p99 ${allocation.latency.p99} ms, double allocations: ${allocation.doubleAllocations}`,
-    `desired state (${desiredState.bytes} bytes, ${desiredState.pollers} pollers): ${desiredState.perSecond.toFixed(0)} reads/s, p50 ${desiredState.latency.p50} ms p99 ${desiredState.latency.p99} ms`,
+    `desired state (${desiredState.bytes} bytes): closed loop ${desiredState.closedLoop.readers} readers ${desiredState.closedLoop.perSecond.toFixed(0)} reads/s p50 ${desiredState.closedLoop.latency.p50} ms p99 ${desiredState.closedLoop.latency.p99} ms`,
+    `desired state, ${desiredState.pollers.pollers} pollers at ~1 read/s each: ${desiredState.pollers.perSecond.toFixed(0)} reads/s p50 ${desiredState.pollers.latency.p50} ms p99 ${desiredState.pollers.latency.p99} ms`,
+    `long poll, ${desiredState.longPollWake.pollers} nodes waiting: change to answer p50 ${desiredState.longPollWake.latency.p50} ms p99 ${desiredState.longPollWake.latency.p99} ms`,
     `master RSS: ${masterRss.currentMb} MB now, ${masterRss.peakMb} MB peak`,
     JSON.stringify(result),
   ].join("\n"),

@@ -93,7 +93,9 @@ async function openPglite(dataDir: string | undefined): Promise<Database> {
  * Connection arguments for postgres.js, accepting libpq's `?host=/socket/dir` for a server on a
  * Unix socket (cheaper than TCP when the master runs beside Postgres).
  */
-function postgresArguments(url: string): [string, postgres.Options<Record<string, postgres.PostgresType>>] {
+export function postgresArguments(
+  url: string,
+): [string, postgres.Options<Record<string, postgres.PostgresType>>] {
   const options = { max: 20, onnotice: () => {} };
   const parsed = new URL(url);
   const socketDirectory = parsed.searchParams.get("host");

@@ -64,6 +64,11 @@ export const computers = pgTable(
     region: text("region"),
     capabilities: jsonb("capabilities").$type<Capabilities>().notNull().default({}),
     pricePerPartitionHour: doublePrecision("price_per_partition_hour").notNull().default(0),
+    /**
+     * How many of its partitions are free, kept in the same transactions that take and free them:
+     * allocation finds computers with room through an index instead of scanning partitions.
+     */
+    freePartitions: integer("free_partitions").notNull().default(0),
     /** Bumped in the same transaction as any change a node must act on; nodes long-poll it. */
     desiredVersion: bigint("desired_version", { mode: "number" }).notNull().default(1),
     lastContactAt: timestamp("last_contact_at", { withTimezone: true }),
@@ -72,8 +77,10 @@ export const computers = pgTable(
   },
   (table) => [
     index("computers_owner_idx").on(table.ownerId),
-    // Allocation walks computers cheapest first.
-    index("computers_price_idx").on(table.pricePerPartitionHour, table.id),
+    // Allocation walks the computers with room, cheapest first.
+    index("computers_available_idx")
+      .on(table.pricePerPartitionHour, table.id)
+      .where(sql`${table.freePartitions} > 0 and ${table.deregisteredAt} is null`),
   ],
 );
 

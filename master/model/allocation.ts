@@ -57,16 +57,17 @@ function pickCandidate(candidates: CandidateComputer[]): CandidateComputer | und
  * the unique index on partitions.instance_id backs that up. Records the trading contract and
  * supplies the release to the computer if it was not. Returns undefined when nothing matches.
  *
- * The computer is chosen first (walking the price index, checking for a free partition through
- * the partial index of free partitions), then one of its partitions: no query ever sorts all
- * the free partitions of the grid. Equally good computers share the load at random.
+ * The computer is chosen first (walking the index of computers with free partitions, cheapest
+ * first), then one of its partitions: no query ever scans the free partitions of the grid.
+ * Equally good computers share the load at random.
  */
 export async function allocatePartition(
   tx: Executor,
   request: AllocationRequest,
 ): Promise<Allocation | undefined> {
   const { sla } = request;
-  const conditions = [sql`c.deregistered_at is null`];
+  // Matches the partial index computers_available_idx.
+  const conditions = [sql`c.free_partitions > 0`, sql`c.deregistered_at is null`];
   if (sla.computerGuid !== undefined) conditions.push(sql`c.id = ${sla.computerGuid}`);
   if (sla.region !== undefined) conditions.push(sql`c.region = ${sla.region}`);
   if (sla.cpuArchitecture !== undefined)
@@ -77,7 +78,6 @@ export async function allocatePartition(
     conditions.push(sql`(c.capabilities->>'memory_mb')::float8 >= ${sla.memoryMb}`);
   if (sla.diskGb !== undefined) conditions.push(sql`(c.capabilities->>'disk_gb')::float8 >= ${sla.diskGb}`);
   if (sla.maxPrice !== undefined) conditions.push(sql`c.price_per_partition_hour <= ${sla.maxPrice}`);
-  conditions.push(sql`exists (select 1 from partitions f where f.computer_id = c.id and f.state = 'free')`);
 
   const tried: string[] = [];
   for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
@@ -150,6 +150,7 @@ async function place(
               ${JSON.stringify(request.conditions)}::jsonb, ${Number(computer.price)})
       returning id),
     bumped as (
-      update computers set desired_version = desired_version + 1 where id = ${computer.id} returning id)
+      update computers set desired_version = desired_version + 1, free_partitions = free_partitions - 1
+      where id = ${computer.id} returning id)
     select pg_notify(${DESIRED_STATE_CHANNEL}, id) from bumped`);
 }

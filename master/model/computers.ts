@@ -269,7 +269,15 @@ export async function uploadPartitions(
           setWhere: sql`(${partitions.addresses}, ${partitions.tap}, ${partitions.extras}) is distinct from (excluded.addresses, excluded.tap, excluded.extras)`,
         })
         .returning({ id: partitions.id });
-      if (changed.length > 0) await bumpComputers(tx, [computerId]);
+      if (changed.length > 0) {
+        await tx
+          .update(computers)
+          .set({
+            freePartitions: sql`(select count(*) from ${partitions} where ${partitions.computerId} = ${computerId} and ${partitions.state} = 'free')`,
+          })
+          .where(eq(computers.id, computerId));
+        await bumpComputers(tx, [computerId]);
+      }
     }
     const [touched] = await tx
       .update(computers)

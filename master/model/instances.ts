@@ -500,7 +500,13 @@ export async function completeDestruction(db: Db, actor: Actor, id: string): Pro
       })
       .where(eq(softwareInstances.id, id))
       .returning();
-    if (partition) await bumpComputers(tx, [partition.computerId]);
+    if (partition) {
+      await tx
+        .update(computers)
+        .set({ freePartitions: sql`${computers.freePartitions} + 1` })
+        .where(eq(computers.id, partition.computerId));
+      await bumpComputers(tx, [partition.computerId]);
+    }
     if (row.parentId) await bumpInstances(tx, [row.parentId]);
     return viewOne(tx, destroyed ?? row);
   });

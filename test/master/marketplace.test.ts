@@ -1,4 +1,4 @@
-import { and, eq, isNotNull } from "drizzle-orm";
+import { and, eq, isNotNull, sql } from "drizzle-orm";
 import { afterEach, beforeEach, expect, it } from "vitest";
 import type { Database } from "../../master/db/connect.js";
 import { contracts, partitions, softwareInstances } from "../../master/db/schema.js";
@@ -27,6 +27,20 @@ import { describeWith } from "../support/requirements.js";
 import { addComputer, createMarketplace, type Marketplace } from "./fixtures.js";
 
 const RELEASE = "https://example.com/software/web/software.cfg";
+
+/** Every computer's free-partition counter matches its partitions. */
+async function expectFreeCountsConsistent(database: Database): Promise<void> {
+  const result = await database.db.execute<{ id: string; counter: number; actual: number }>(sql`
+    select c.id, c.free_partitions as counter,
+           (select count(*) from partitions p where p.computer_id = c.id and p.state = 'free')::int as actual
+    from computers c`);
+  const rows = (Array.isArray(result) ? result : (result as { rows: unknown[] }).rows) as {
+    counter: number;
+    actual: number;
+  }[];
+  expect(rows.length).toBeGreaterThan(0);
+  for (const row of rows) expect(Number(row.counter)).toBe(Number(row.actual));
+}
 
 async function refusal(promise: Promise<unknown>): Promise<ModelError> {
   try {
@@ -269,6 +283,7 @@ for (const kind of testDatabaseKinds) {
       expect(gone.status).toBe("destroyed");
       const busy = await database.db.select().from(partitions).where(isNotNull(partitions.instanceId));
       expect(busy).toEqual([]);
+      await expectFreeCountsConsistent(database);
       const open = await database.db
         .select()
         .from(contracts)
@@ -344,6 +359,7 @@ for (const kind of testDatabaseKinds) {
         .from(softwareInstances)
         .where(isNotNull(softwareInstances.partitionId));
       expect(new Set(rows.map((row) => row.partitionId)).size).toBe(20);
+      await expectFreeCountsConsistent(database);
     });
 
     it("serves a cached desired state that follows every change a node must see", async () => {
