@@ -99,13 +99,19 @@ async function timedLoop(workers: number, seconds: number, read: () => Promise<v
   const latencies: number[] = [];
   const deadline = performance.now() + seconds * 1000;
   const started = performance.now();
+  const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
   await Promise.all(
     Array.from({ length: workers }, async () => {
+      if (pause) {
+        // Nodes are not synchronised: each starts at its own moment, on a connection it already has.
+        await sleep(pause());
+        await read();
+      }
       while (performance.now() < deadline) {
         const begin = performance.now();
         await read();
         latencies.push(performance.now() - begin);
-        if (pause) await new Promise((resolve) => setTimeout(resolve, pause()));
+        if (pause) await sleep(pause());
       }
     }),
   );

@@ -74,7 +74,7 @@ export async function startMaster(options: MasterOptions): Promise<RunningMaster
     "database ready",
   );
   const authority = await loadOrCreateAuthority(database.db);
-  const desiredStates = new DesiredStates();
+  const desiredStates = new DesiredStates(database.db);
   const unlisten = await database.onDesiredStateChange((computerId) => desiredStates.notify(computerId));
 
   let adminId = await findAdmin(database.db);

@@ -102,39 +102,32 @@ const CACHE_SIZE = 10_000;
  */
 export class DesiredStates {
   private readonly documents = new Map<string, DesiredStateDocument>();
-  private readonly waiters = new Map<string, Set<() => void>>();
+  private readonly waiters = new Map<string, Set<(fresh: Promise<Snapshot>) => void>>();
 
-  /** Called for each committed change notification. */
+  constructor(private readonly db: Db) {}
+
+  /**
+   * Called for each committed change notification: one fresh read, started after the commit,
+   * answers every node waiting on that computer (not one read per node).
+   */
   notify(computerId: string): void {
     const waiting = this.waiters.get(computerId);
     if (!waiting) return;
     this.waiters.delete(computerId);
-    for (const wake of waiting) wake();
+    const fresh = this.snapshot(computerId);
+    fresh.catch(() => {}); // each waiter sees the failure through its own await
+    for (const wake of waiting) wake(fresh);
   }
 
   /** What the computer must install and run, for the computer itself (or an admin). */
-  async read(db: Db, actor: Actor, computerId: string): Promise<DesiredStateDocument> {
-    const [head] = rowsOf(
-      (await db.execute<ComputerHead>(sql`
-        select owner_id, deregistered_at, last_contact_at, desired_version as version
-        from computers where id = ${computerId}`)) as Rows<ComputerHead>,
-    );
-    if (!head || head.deregistered_at) throw notFound(`no computer ${computerId}`);
+  async read(actor: Actor, computerId: string): Promise<DesiredStateDocument> {
+    const { head, document } = await this.snapshot(computerId);
     authorizeNode(actor, { id: computerId, ownerId: head.owner_id });
-    await recordContact(db, {
+    await recordContact(this.db, {
       id: computerId,
       lastContactAt: head.last_contact_at ? new Date(head.last_contact_at) : null,
     });
-    const cached = this.documents.get(computerId);
-    if (cached && cached.version === Number(head.version)) return cached;
-    const built = await buildDocument(db, computerId);
-    this.documents.delete(computerId); // re-inserted last: the Map's order is the eviction order
-    this.documents.set(computerId, built);
-    if (this.documents.size > CACHE_SIZE) {
-      const oldest = this.documents.keys().next().value;
-      if (oldest !== undefined) this.documents.delete(oldest);
-    }
-    return built;
+    return document;
   }
 
   /**
@@ -142,7 +135,6 @@ export class DesiredStates {
    * after `timeoutMs` (or when `signal` aborts, e.g. the client went away).
    */
   async wait(
-    db: Db,
     actor: Actor,
     computerId: string,
     afterVersion: number,
@@ -150,32 +142,60 @@ export class DesiredStates {
     signal?: AbortSignal,
   ): Promise<DesiredStateDocument> {
     // Registered before reading, so a change committed in between is not missed.
-    let wake = () => {};
-    const changed = new Promise<void>((resolve) => {
+    let wake: (fresh: Promise<Snapshot>) => void = () => {};
+    const changed = new Promise<Promise<Snapshot>>((resolve) => {
       wake = resolve;
     });
     const waiting = this.waiters.get(computerId) ?? new Set();
     waiting.add(wake);
     this.waiters.set(computerId, waiting);
     try {
-      const current = await this.read(db, actor, computerId);
+      const current = await this.read(actor, computerId);
       if (current.version > afterVersion || timeoutMs <= 0) return current;
       let timer: NodeJS.Timeout | undefined;
-      const timedOut = new Promise<void>((resolve) => {
-        timer = setTimeout(resolve, timeoutMs);
-        signal?.addEventListener("abort", () => resolve(), { once: true });
+      const timedOut = new Promise<undefined>((resolve) => {
+        timer = setTimeout(() => resolve(undefined), timeoutMs);
+        signal?.addEventListener("abort", () => resolve(undefined), { once: true });
       });
-      await Promise.race([changed, timedOut]);
+      const fresh = await Promise.race([changed, timedOut]);
       clearTimeout(timer);
-      return await this.read(db, actor, computerId);
+      if (!fresh) return await this.read(actor, computerId);
+      const { head, document } = await fresh;
+      authorizeNode(actor, { id: computerId, ownerId: head.owner_id });
+      return document;
     } finally {
       this.waiters.get(computerId)?.delete(wake);
       if (this.waiters.get(computerId)?.size === 0) this.waiters.delete(computerId);
     }
   }
+
+  /** The computer's head row and its document, rebuilt only when the version moved. */
+  private async snapshot(computerId: string): Promise<Snapshot> {
+    const [head] = rowsOf(
+      (await this.db.execute<ComputerHead>(sql`
+        select owner_id, deregistered_at, last_contact_at, desired_version as version
+        from computers where id = ${computerId}`)) as Rows<ComputerHead>,
+    );
+    if (!head || head.deregistered_at) throw notFound(`no computer ${computerId}`);
+    const cached = this.documents.get(computerId);
+    if (cached && cached.version === Number(head.version)) return { head, document: cached };
+    const built = await buildDocument(this.db, computerId);
+    this.documents.delete(computerId); // re-inserted last: the Map's order is the eviction order
+    this.documents.set(computerId, built);
+    if (this.documents.size > CACHE_SIZE) {
+      const oldest = this.documents.keys().next().value;
+      if (oldest !== undefined) this.documents.delete(oldest);
+    }
+    return { head, document: built };
+  }
+}
+
+interface Snapshot {
+  head: ComputerHead;
+  document: DesiredStateDocument;
 }
 
 /** The desired state as an object, uncached (for callers inside the master and tests). */
 export async function readDesiredState(db: Db, actor: Actor, computerId: string): Promise<DesiredState> {
-  return JSON.parse((await new DesiredStates().read(db, actor, computerId)).json) as DesiredState;
+  return JSON.parse((await new DesiredStates(db).read(actor, computerId)).json) as DesiredState;
 }

@@ -364,8 +364,8 @@ for (const kind of testDatabaseKinds) {
 
     it("serves a cached desired state that follows every change a node must see", async () => {
       const computer = await addComputer(database, market, market.bob, 1);
-      const states = new DesiredStates(); // one cache across every read, as in a master process
-      const read = async () => JSON.parse((await states.read(database.db, computer.actor, computer.id)).json);
+      const states = new DesiredStates(database.db); // one cache across every read, as in a master process
+      const read = async () => JSON.parse((await states.read(computer.actor, computer.id)).json);
       expect((await read()).software).toEqual([]);
       await supplySoftware(database.db, market.bob, computer.id, RELEASE, "available");
       expect((await read()).software).toEqual([{ url: RELEASE, requestedState: "available" }]);
@@ -401,23 +401,17 @@ for (const kind of testDatabaseKinds) {
 
     it("wakes a long-polling node as soon as its desired state changes", async () => {
       const computer = await addComputer(database, market, market.bob, 1);
-      const desiredStates = new DesiredStates();
+      const desiredStates = new DesiredStates(database.db);
       const stop = await database.onDesiredStateChange((id) => desiredStates.notify(id));
       try {
         const before = await readDesiredState(database.db, computer.actor, computer.id);
         // Far beyond the test's own timeout: only a wake-up can make this return in time.
-        const waiting = desiredStates.wait(
-          database.db,
-          computer.actor,
-          computer.id,
-          before.version,
-          3_600_000,
-        );
+        const waiting = desiredStates.wait(computer.actor, computer.id, before.version, 3_600_000);
         await requestInstance(database.db, market.alice, { title: "wake", softwareReleaseUrl: RELEASE });
         const after = JSON.parse((await waiting).json);
         expect(after.version).toBeGreaterThan(before.version);
         expect(after.partitions[0]?.instance?.title).toBe("wake");
-        const idle = await desiredStates.wait(database.db, computer.actor, computer.id, after.version, 200);
+        const idle = await desiredStates.wait(computer.actor, computer.id, after.version, 200);
         expect(idle.version).toBe(after.version);
       } finally {
         await stop();

@@ -79,10 +79,9 @@ export const nodeRoutes = new OpenAPIHono<MasterEnv>({ defaultHook: validationHo
       responses: responses(DesiredState),
     }),
     async (c) => {
-      const { db, desiredStates } = c.get("services");
+      const { desiredStates } = c.get("services");
       const { after, wait } = c.req.valid("query");
       const state = await desiredStates.wait(
-        db,
         actorOf(c),
         c.req.valid("param").computerId,
         after,
