@@ -29,7 +29,8 @@ async function fuzz(master: RunningMaster, maxExamples: number, extraArgs: strin
       "--no-color",
       ...extraArgs,
     ],
-    { reject: false, all: true, env: { SCHEMATHESIS_HOOKS: "" } },
+    // Run from a scratch directory: schemathesis keeps a cache in its working directory.
+    { reject: false, all: true, cwd: tmpdir(), env: { SCHEMATHESIS_HOOKS: "" } },
   );
   return { exitCode: result.exitCode, output: result.all ?? "" };
 }
