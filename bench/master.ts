@@ -1,10 +1,10 @@
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { execa, type ResultPromise } from "execa";
 import postgres from "postgres";
 import { Agent, request } from "undici";
 import { postgresArguments } from "../master/db/connect.js";
+import { type MasterProcess, spawnMaster } from "../master/spawn.js";
 import { MasterClient } from "../protocol/client.js";
 import { type LatencySummary, summarize } from "./stats.js";
 
@@ -43,29 +43,7 @@ export interface MasterBenchResult {
   masterRss: { currentMb: number; peakMb: number };
 }
 
-const CLI = join(import.meta.dirname, "../cli/main.js");
 const RELEASE = "https://example.com/software/bench/software.cfg";
-
-async function startMasterProcess(
-  databaseUrl: string,
-  dataDir: string,
-): Promise<{ child: ResultPromise; url: string }> {
-  const child = execa(
-    "node",
-    [CLI, "master", "start", "--data", dataDir, "--port", "0", "--database-url", databaseUrl],
-    {
-      reject: false,
-    },
-  );
-  const url = await new Promise<string>((resolve, reject) => {
-    child.stdout?.on("data", (chunk: Buffer) => {
-      const line = chunk.toString().trim();
-      if (line.startsWith("http")) resolve(line);
-    });
-    child.on("exit", (code) => reject(new Error(`the master exited (${code}) before listening`)));
-  });
-  return { child, url };
-}
 
 async function rssOf(pid: number): Promise<{ currentMb: number; peakMb: number }> {
   const status = await readFile(`/proc/${pid}/status`, "utf8");
@@ -129,11 +107,11 @@ export async function benchMaster(
   url.pathname = `/${name}`;
   const databaseUrl = url.toString();
   const dataDir = await mkdtemp(join(tmpdir(), "slap-bench-"));
-  let master: { child: ResultPromise; url: string } | undefined;
+  let master: MasterProcess | undefined;
   let client: MasterClient | undefined;
   const sql = postgres(...postgresArguments(databaseUrl));
   try {
-    master = await startMasterProcess(databaseUrl, dataDir);
+    master = await spawnMaster(["--data", dataDir, "--port", "0", "--database-url", databaseUrl]);
     const admin = JSON.parse(await readFile(join(dataDir, "admin.json"), "utf8"));
     client = new MasterClient({
       url: master.url,

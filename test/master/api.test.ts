@@ -6,6 +6,7 @@ import { request as undiciRequest } from "undici";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { type RunningMaster, startMaster } from "../../master/server.js";
 import { MasterApiError, MasterClient, type MasterConnection } from "../../protocol/client.js";
+import { createPostgresDatabase } from "../support/databases.js";
 import { describeWith } from "../support/requirements.js";
 
 const RELEASE = "https://example.com/software/web/software.cfg";
@@ -54,20 +55,12 @@ for (const database of databases) {
 
       beforeAll(async () => {
         dataDir = await mkdtemp(join(tmpdir(), "slap-master-"));
-        let databaseUrl = database.url();
-        if (databaseUrl) {
+        let databaseUrl: string | undefined;
+        if (database.url()) {
           // A database of its own, so runs never see each other's rows.
-          const { default: postgres } = await import("postgres");
-          const adminSql = postgres(databaseUrl, { max: 1, onnotice: () => {} });
-          const name = `slapos_api_${process.pid}_${Date.now()}`;
-          await adminSql.unsafe(`create database ${name}`);
-          dropDatabase = async () => {
-            await adminSql.unsafe(`drop database if exists ${name} with (force)`);
-            await adminSql.end();
-          };
-          const url = new URL(databaseUrl);
-          url.pathname = `/${name}`;
-          databaseUrl = url.toString();
+          const created = await createPostgresDatabase("slapos_api");
+          databaseUrl = created.url;
+          dropDatabase = created.drop;
         }
         master = await startMaster({ dataDir, databaseUrl, port: 0, logger: silent });
         const config = JSON.parse(await readFile(master.adminConfigPath, "utf8"));

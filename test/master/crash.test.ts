@@ -2,35 +2,16 @@ import { existsSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { execa, type ResultPromise } from "execa";
-import postgres from "postgres";
+import type { ResultPromise } from "execa";
 import { afterAll, beforeAll, expect, it } from "vitest";
+import { spawnMaster } from "../../master/spawn.js";
 import { MasterClient } from "../../protocol/client.js";
+import { createPostgresDatabase } from "../support/databases.js";
 import { describeWith, requires } from "../support/requirements.js";
 
 const CLI = join(import.meta.dirname, "../../dist/cli/main.js");
 const RELEASE = "https://example.com/software/web/software.cfg";
 const REQUESTS = 100;
-
-/** A master as its own process, so it can be killed for real (SIGKILL, no clean shutdown). */
-async function spawnMaster(databaseUrl: string, dataDir: string, port: number) {
-  const child = execa(
-    "node",
-    [CLI, "master", "start", "--data", dataDir, "--insecure-http", "--port", String(port)],
-    {
-      env: { DATABASE_URL: databaseUrl },
-      reject: false,
-    },
-  );
-  const url = await new Promise<string>((resolve, reject) => {
-    child.stdout?.on("data", (chunk: Buffer) => {
-      const line = chunk.toString().trim();
-      if (line.startsWith("http")) resolve(line);
-    });
-    child.on("exit", (code) => reject(new Error(`the master exited (${code}) before listening`)));
-  });
-  return { child, url };
-}
 
 /** Retries a request until the master answers, as a client riding out a master restart does. */
 async function persist<T>(attempt: () => Promise<T>): Promise<T> {
@@ -57,17 +38,9 @@ describeWith(
     let running: ResultPromise | undefined;
 
     beforeAll(async () => {
-      const serverUrl = process.env.TEST_DATABASE_URL ?? "";
-      const name = `slapos_crash_${process.pid}_${Date.now()}`;
-      const admin = postgres(serverUrl, { max: 1, onnotice: () => {} });
-      await admin.unsafe(`create database ${name}`);
-      dropDatabase = async () => {
-        await admin.unsafe(`drop database if exists ${name} with (force)`);
-        await admin.end();
-      };
-      const url = new URL(serverUrl);
-      url.pathname = `/${name}`;
-      databaseUrl = url.toString();
+      const created = await createPostgresDatabase("slapos_crash");
+      databaseUrl = created.url;
+      dropDatabase = created.drop;
       dataDir = await mkdtemp(join(tmpdir(), "slap-crash-"));
     });
 
@@ -77,8 +50,11 @@ describeWith(
       await rm(dataDir, { recursive: true, force: true });
     });
 
+    // A master as its own process, so it can be killed for real (SIGKILL, no clean shutdown).
+    const args = (port: number) => ["--data", dataDir, "--insecure-http", "--port", String(port)];
+
     it("loses no request and allocates none twice", async () => {
-      const first = await spawnMaster(databaseUrl, dataDir, 0);
+      const first = await spawnMaster(args(0), { DATABASE_URL: databaseUrl });
       running = first.child;
       const port = Number(new URL(first.url).port);
       const client = new MasterClient({ url: first.url }, { timeoutMs: 30_000 });
@@ -113,7 +89,7 @@ describeWith(
         const answeredBeforeKill = answered;
         first.child.kill("SIGKILL");
         await first.child;
-        const second = await spawnMaster(databaseUrl, dataDir, port);
+        const second = await spawnMaster(args(port), { DATABASE_URL: databaseUrl });
         running = second.child;
         const results = await Promise.all(requests);
         expect(answeredBeforeKill).toBeLessThan(REQUESTS); // the kill landed while requests were in flight

@@ -24,21 +24,34 @@ export const testDatabaseKinds: TestDatabaseKind[] = [
     name: "postgres",
     requirements: [requires.env("TEST_DATABASE_URL", "a real Postgres server")],
     async open() {
-      const serverUrl = process.env.TEST_DATABASE_URL ?? "";
-      const name = `slapos_test_${randomBytes(6).toString("hex")}`;
-      const admin = postgres(serverUrl, { max: 1, onnotice: () => {} });
-      await admin.unsafe(`create database ${name}`);
-      const url = new URL(serverUrl);
-      url.pathname = `/${name}`;
-      const database = await openDatabase({ databaseUrl: url.toString() });
+      const created = await createPostgresDatabase("slapos_test");
+      const database = await openDatabase({ databaseUrl: created.url });
       return {
         ...database,
         async dispose() {
           await database.close();
-          await admin.unsafe(`drop database if exists ${name} with (force)`);
-          await admin.end();
+          await created.drop();
         },
       };
     },
   },
 ];
+
+/** A new, empty database on the test Postgres server ($TEST_DATABASE_URL), and how to drop it. */
+export async function createPostgresDatabase(
+  prefix: string,
+): Promise<{ url: string; drop(): Promise<void> }> {
+  const serverUrl = process.env.TEST_DATABASE_URL ?? "";
+  const name = `${prefix}_${randomBytes(6).toString("hex")}`;
+  const admin = postgres(serverUrl, { max: 1, onnotice: () => {} });
+  await admin.unsafe(`create database ${name}`);
+  const url = new URL(serverUrl);
+  url.pathname = `/${name}`;
+  return {
+    url: url.toString(),
+    async drop() {
+      await admin.unsafe(`drop database if exists ${name} with (force)`);
+      await admin.end();
+    },
+  };
+}
