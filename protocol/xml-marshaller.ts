@@ -1,0 +1,406 @@
+import { SaxesParser } from "saxes";
+
+// The xml_marshaller format of the classic SLAP API, byte-compatible with the Python original
+// (slapos.core's dependency `xml_marshaller`): `<marshal>` root, sorted dictionary keys, `iN` ids
+// numbered depth-first from i2, strings escaped twice, non-ASCII as decimal character references.
+
+/** A Python tuple (`<tuple>`): kept apart from lists, which Python distinguishes. */
+export class PyTuple {
+  constructor(readonly items: Marshallable[]) {}
+}
+
+/** A Python float (`<float>`); plain JS numbers are Python ints. */
+export class PyFloat {
+  constructor(readonly value: number) {}
+}
+
+/** The only classes SlapOS marshals; anything else is refused both ways (slapos.util's filter). */
+export const ALLOWED_CLASSES = [
+  "Computer",
+  "ComputerPartition",
+  "SoftwareRelease",
+  "SoftwareInstance",
+] as const;
+export type AllowedClass = (typeof ALLOWED_CLASSES)[number];
+const SLAP_MODULE = "slapos.slap.slap";
+
+/** An instance of one of the four `slapos.slap.slap` classes: constructor args and state. */
+export class PyObject {
+  constructor(
+    readonly className: AllowedClass,
+    readonly args: Marshallable[],
+    readonly state: { [key: string]: Marshallable },
+  ) {}
+}
+
+export type Marshallable =
+  | null
+  | boolean
+  | number
+  | bigint
+  | string
+  | PyFloat
+  | PyTuple
+  | PyObject
+  | Marshallable[]
+  | { [key: string]: Marshallable };
+
+/** Input the codec refuses, naming what and where. */
+export class MarshalError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "MarshalError";
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Encoding
+
+/** Python's repr() of a float: shortest round-trip digits, exponent outside [1e-4, 1e16). */
+export function pythonFloatRepr(value: number): string {
+  if (Number.isNaN(value)) return "nan";
+  if (!Number.isFinite(value)) return value > 0 ? "inf" : "-inf";
+  if (value === 0) return Object.is(value, -0) ? "-0.0" : "0.0";
+  const [mantissa = "", exponentText = "0"] = value.toExponential().split("e");
+  const exponent = Number(exponentText);
+  const negative = mantissa.startsWith("-");
+  const digits = mantissa.replace("-", "").replace(".", "");
+  const sign = negative ? "-" : "";
+  if (exponent >= -4 && exponent < 16) {
+    if (exponent < 0) return `${sign}0.${"0".repeat(-exponent - 1)}${digits}`;
+    const whole = digits.slice(0, exponent + 1).padEnd(exponent + 1, "0");
+    const fraction = digits.slice(exponent + 1) || "0";
+    return `${sign}${whole}.${fraction}`;
+  }
+  const shortMantissa = digits.length > 1 ? `${digits[0]}.${digits.slice(1)}` : digits;
+  const exponentSign = exponent < 0 ? "-" : "+";
+  return `${sign}${shortMantissa}e${exponentSign}${String(Math.abs(exponent)).padStart(2, "0")}`;
+}
+
+/** Characters XML 1.0 (and so lxml) accepts in text. */
+function assertXmlCompatible(text: string): void {
+  for (const char of text) {
+    const code = char.codePointAt(0) ?? 0;
+    const allowed =
+      code === 0x9 ||
+      code === 0xa ||
+      code === 0xd ||
+      (code >= 0x20 && code <= 0xd7ff) ||
+      (code >= 0xe000 && code <= 0xfffd) ||
+      (code >= 0x10000 && code <= 0x10ffff);
+    if (!allowed) {
+      throw new MarshalError(
+        `strings must be XML compatible: U+${code.toString(16).toUpperCase().padStart(4, "0")} cannot be marshalled`,
+      );
+    }
+  }
+}
+
+/** The text of a `<string>`: saxutils.escape, then lxml's escaping of the text node. */
+function escapeString(text: string): string {
+  assertXmlCompatible(text);
+  const once = text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+  let twice = "";
+  for (const char of once) {
+    const code = char.codePointAt(0) ?? 0;
+    if (char === "&") twice += "&amp;";
+    else if (char === "<") twice += "&lt;";
+    else if (char === ">") twice += "&gt;";
+    else if (char === "\r") twice += "&#13;";
+    else if (code > 0x7e) twice += `&#${code};`;
+    else twice += char;
+  }
+  return twice;
+}
+
+/** Python's ordering of str keys: by code point, not by UTF-16 unit. */
+function compareKeys(a: string, b: string): number {
+  const left = [...a];
+  const right = [...b];
+  for (let index = 0; index < Math.min(left.length, right.length); index++) {
+    const difference = (left[index]?.codePointAt(0) ?? 0) - (right[index]?.codePointAt(0) ?? 0);
+    if (difference !== 0) return difference;
+  }
+  return left.length - right.length;
+}
+
+const LONG_THRESHOLD = 10n ** 24n;
+
+/** Encodes a value exactly as Python's `xml_marshaller.dumps` does. */
+export function marshal(value: Marshallable): string {
+  let nextId = 1;
+  const emitted = new Map<object, string>();
+  const container = (tag: string, node: object, children: () => string): string => {
+    const seen = emitted.get(node);
+    if (seen) return `<reference id="${seen}"/>`;
+    nextId += 1;
+    const id = `i${nextId}`;
+    emitted.set(node, id);
+    const inner = children();
+    return inner ? `<${tag} id="${id}">${inner}</${tag}>` : `<${tag} id="${id}"/>`;
+  };
+  const encode = (item: Marshallable): string => {
+    if (item === null) return "<none/>";
+    if (typeof item === "boolean") return `<bool>${item ? 1 : 0}</bool>`;
+    if (typeof item === "number") {
+      if (!Number.isSafeInteger(item)) {
+        throw new MarshalError(`${item} is not a safe integer: pass a bigint, or a PyFloat for a float`);
+      }
+      return encode(BigInt(item));
+    }
+    if (typeof item === "bigint") {
+      const tag = (item < 0n ? -item : item) >= LONG_THRESHOLD ? "long" : "int";
+      return `<${tag}>${item}</${tag}>`;
+    }
+    if (typeof item === "string") return `<string>${escapeString(item)}</string>`;
+    if (item instanceof PyFloat) return `<float>${pythonFloatRepr(item.value)}</float>`;
+    if (item instanceof PyTuple) {
+      const inner = item.items.map(encode).join("");
+      return inner ? `<tuple>${inner}</tuple>` : "<tuple/>";
+    }
+    if (item instanceof PyObject) {
+      if (!ALLOWED_CLASSES.includes(item.className)) {
+        throw new MarshalError(`refusing to marshal class ${String(item.className)}`);
+      }
+      const seen = emitted.get(item);
+      if (seen) return `<reference id="${seen}"/>`;
+      nextId += 1;
+      const id = `i${nextId}`;
+      emitted.set(item, id);
+      return `<object id="${id}" module="${SLAP_MODULE}" class="${item.className}">${encode(new PyTuple(item.args))}${encode(item.state)}</object>`;
+    }
+    if (Array.isArray(item)) return container("list", item, () => item.map(encode).join(""));
+    if (typeof item === "object") {
+      return container("dictionary", item, () =>
+        Object.keys(item)
+          .sort(compareKeys)
+          .map((key) => `${encode(key)}${encode(item[key] as Marshallable)}`)
+          .join(""),
+      );
+    }
+    throw new MarshalError(`cannot marshal a value of type ${typeof item}`);
+  };
+  return `<marshal>${encode(value)}</marshal>`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Decoding
+
+interface Frame {
+  tag: string;
+  id?: string;
+  className?: string;
+  text: string;
+  children: Marshallable[];
+  /** The decoded container, created on open so that references to it resolve. */
+  value?: Marshallable;
+}
+
+const MAX_DEPTH = 200;
+
+/** The second unescaping step of the Python reader (saxutils.unescape). */
+function unescapeString(text: string): string {
+  return text.replace(/&lt;/g, "<").replace(/&gt;/g, ">").replace(/&amp;/g, "&");
+}
+
+/**
+ * Decodes xml_marshaller XML as Python's `xml_marshaller.loads` does, refusing any object whose
+ * class is not one of the four SlapOS classes. Never throws anything but MarshalError.
+ */
+export function unmarshal(xml: string): Marshallable {
+  const parser = new SaxesParser({ xmlns: false });
+  const stack: Frame[] = [];
+  const byId = new Map<string, Marshallable>();
+  let result: Marshallable | undefined;
+  let rootSeen = false;
+  let failure: Error | undefined;
+
+  const fail = (message: string): never => {
+    throw new MarshalError(message);
+  };
+
+  parser.on("error", (error) => {
+    failure ??= new MarshalError(`malformed XML: ${error.message}`);
+  });
+  parser.on("opentag", (node) => {
+    if (failure) return;
+    try {
+      const attributes = node.attributes as Record<string, string>;
+      if (stack.length === 0) {
+        if (rootSeen || node.name !== "marshal")
+          fail(`expected a single <marshal> root, found <${node.name}>`);
+        rootSeen = true;
+        stack.push({ tag: "marshal", text: "", children: [] });
+        return;
+      }
+      if (stack.length > MAX_DEPTH) fail(`nesting deeper than ${MAX_DEPTH} levels`);
+      const frame: Frame = { tag: node.name, text: "", children: [], id: attributes.id };
+      switch (node.name) {
+        case "list":
+          frame.value = [];
+          break;
+        case "dictionary":
+          frame.value = {};
+          break;
+        case "object": {
+          const className = attributes.class ?? "";
+          if (
+            attributes.module !== SLAP_MODULE ||
+            !(ALLOWED_CLASSES as readonly string[]).includes(className)
+          ) {
+            fail(`refusing to unmarshal class ${attributes.module}.${className}`);
+          }
+          frame.className = className;
+          frame.value = new PyObject(className as AllowedClass, [], {});
+          break;
+        }
+        case "none":
+        case "bool":
+        case "int":
+        case "long":
+        case "float":
+        case "string":
+        case "unicode":
+        case "tuple":
+        case "reference":
+          break;
+        default:
+          fail(`unknown element <${node.name}>`);
+      }
+      if (frame.id !== undefined && frame.value !== undefined) byId.set(frame.id, frame.value);
+      stack.push(frame);
+    } catch (error) {
+      failure ??= error as Error;
+    }
+  });
+  const onText = (text: string) => {
+    const top = stack[stack.length - 1];
+    if (top) top.text += text;
+  };
+  parser.on("text", onText);
+  parser.on("cdata", onText);
+  parser.on("closetag", () => {
+    if (failure) return;
+    try {
+      const frame = stack.pop();
+      if (!frame) return;
+      const value = closeFrame(frame, byId, fail);
+      const parent = stack[stack.length - 1];
+      if (!parent) {
+        if (frame.children.length !== 1) fail("<marshal> must hold exactly one value");
+        result = frame.children[0];
+      } else {
+        parent.children.push(value);
+      }
+    } catch (error) {
+      failure ??= error as Error;
+    }
+  });
+
+  try {
+    parser.write(xml).close();
+  } catch (error) {
+    failure ??= new MarshalError(`malformed XML: ${(error as Error).message}`);
+  }
+  if (failure) throw failure instanceof MarshalError ? failure : new MarshalError(failure.message);
+  if (result === undefined) throw new MarshalError("no <marshal> document");
+  return result;
+}
+
+function closeFrame(
+  frame: Frame,
+  byId: Map<string, Marshallable>,
+  fail: (message: string) => never,
+): Marshallable {
+  const noChildren = () => {
+    if (frame.children.length > 0) fail(`<${frame.tag}> cannot hold elements`);
+  };
+  switch (frame.tag) {
+    case "marshal":
+      return null;
+    case "none":
+      noChildren();
+      return null;
+    case "bool":
+      noChildren();
+      if (frame.text.trim() !== "0" && frame.text.trim() !== "1")
+        fail(`<bool> must be 0 or 1, not '${frame.text}'`);
+      return frame.text.trim() === "1";
+    case "int":
+    case "long": {
+      noChildren();
+      const text = frame.text.trim().replace(/L$/, "");
+      if (!/^[-+]?\d+$/.test(text)) fail(`<${frame.tag}> is not an integer: '${frame.text}'`);
+      const big = BigInt(text);
+      return big >= BigInt(Number.MIN_SAFE_INTEGER) && big <= BigInt(Number.MAX_SAFE_INTEGER)
+        ? Number(big)
+        : big;
+    }
+    case "float": {
+      noChildren();
+      const text = frame.text.trim();
+      const special: Record<string, number> = { inf: Infinity, "-inf": -Infinity, nan: Number.NaN };
+      const number = text in special ? special[text] : Number(text);
+      if (number === undefined || (Number.isNaN(number) && text !== "nan") || text === "") {
+        fail(`<float> is not a number: '${frame.text}'`);
+      }
+      return new PyFloat(number as number);
+    }
+    case "string":
+    case "unicode":
+      noChildren();
+      return unescapeString(frame.text);
+    case "tuple":
+      return new PyTuple(frame.children);
+    case "list": {
+      const list = frame.value as Marshallable[];
+      list.push(...frame.children);
+      return list;
+    }
+    case "dictionary": {
+      if (frame.children.length % 2 !== 0) fail("<dictionary> must alternate keys and values");
+      const dictionary = frame.value as { [key: string]: Marshallable };
+      for (let index = 0; index < frame.children.length; index += 2) {
+        const key = frame.children[index];
+        if (typeof key !== "string") fail("dictionary keys must be strings");
+        Object.defineProperty(dictionary, key as string, {
+          value: frame.children[index + 1] ?? null,
+          enumerable: true,
+          writable: true,
+          configurable: true,
+        });
+      }
+      return dictionary;
+    }
+    case "object": {
+      const [args, state] = frame.children;
+      if (
+        frame.children.length !== 2 ||
+        !(args instanceof PyTuple) ||
+        typeof state !== "object" ||
+        state === null
+      ) {
+        fail("<object> must hold a <tuple> of arguments and a <dictionary> of state");
+      }
+      const object = frame.value as PyObject;
+      (object.args as Marshallable[]).push(...(args as PyTuple).items);
+      for (const [key, entry] of Object.entries(state as { [key: string]: Marshallable })) {
+        Object.defineProperty(object.state, key, {
+          value: entry,
+          enumerable: true,
+          writable: true,
+          configurable: true,
+        });
+      }
+      return object;
+    }
+    case "reference": {
+      noChildren();
+      const target = frame.id === undefined ? undefined : byId.get(frame.id);
+      if (target === undefined) fail(`<reference id="${frame.id}"> points at nothing marshalled before it`);
+      return target as Marshallable;
+    }
+    default:
+      return fail(`unknown element <${frame.tag}>`);
+  }
+}
