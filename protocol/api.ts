@@ -154,6 +154,7 @@ export const InstanceView = z
     computerId: z.string().nullable(),
     partitionReference: z.string().nullable(),
     ipList: z.array(z.string()),
+    addresses: z.array(PartitionAddress),
     hostInstanceId: z.string().nullable(),
     parentId: z.string().nullable(),
     rootId: z.string(),
@@ -223,6 +224,7 @@ export const DesiredState = z
           .object({
             id: z.string(),
             title: z.string(),
+            rootTitle: z.string(),
             softwareReleaseUrl: z.string(),
             softwareType: z.string(),
             parameters: Parameters,

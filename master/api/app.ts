@@ -1,6 +1,7 @@
 import { OpenAPIHono } from "@hono/zod-openapi";
 import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
+import { createSlapApp } from "../slap/app.js";
 import type { MasterEnv, MasterServices } from "./context.js";
 import { errorResponse, handleError, validationHook } from "./errors.js";
 import { identify, requireActor } from "./identity.js";
@@ -34,7 +35,7 @@ function createJsonApi() {
   return api;
 }
 
-/** The master's HTTP application: one listener, one model. */
+/** The master's HTTP application: one listener, one model, two wire formats (JSON and SLAP). */
 export function createMasterApp(services: MasterServices) {
   const app = new Hono<MasterEnv>();
   app.use(async (c, next) => {
@@ -50,6 +51,7 @@ export function createMasterApp(services: MasterServices) {
   app.use(rejectNul);
   app.use(identify);
   app.route("/api/v1", createJsonApi());
+  app.route("/", createSlapApp());
   app.notFound((c) => errorResponse(c, 404, "not_found", `no route ${c.req.method} ${c.req.path}`));
   app.onError(handleError);
   return app;

@@ -356,3 +356,28 @@ export async function recordContact(
 }
 
 const CONTACT_RESOLUTION_MS = 10_000;
+
+/**
+ * Makes sure a computer with this id exists, creating it for an admin (the SLAP API's
+ * `loadComputerConfigurationFromXML` names the computer itself, as with slapproxy).
+ */
+export async function ensureComputer(db: Db, actor: Actor, id: string): Promise<void> {
+  const [existing] = await db.select({ id: computers.id }).from(computers).where(eq(computers.id, id));
+  if (existing) return;
+  if (actor.kind !== "person" || !actor.isAdmin) throw notFound(`no computer ${id}: register it first`);
+  await db.insert(computers).values({ id, title: id, ownerId: actor.id }).onConflictDoNothing();
+}
+
+/** The instance a partition runs now, if any. */
+export async function instanceInPartition(
+  db: Db,
+  computerId: string,
+  reference: string,
+): Promise<string | undefined> {
+  const [row] = await db
+    .select({ instanceId: partitions.instanceId })
+    .from(partitions)
+    .where(and(eq(partitions.computerId, computerId), eq(partitions.reference, reference)));
+  if (!row) throw notFound(`computer ${computerId} has no partition ${reference}`);
+  return row.instanceId ?? undefined;
+}

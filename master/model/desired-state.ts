@@ -16,6 +16,8 @@ export interface SharedInstanceState {
 export interface PartitionInstanceState {
   id: string;
   title: string;
+  /** The title of the root of its tree (its own for a root). */
+  rootTitle: string;
   softwareReleaseUrl: string;
   softwareType: string;
   parameters: Record<string, string>;
@@ -73,7 +75,9 @@ async function buildDocument(db: Db, computerId: string): Promise<DesiredStateDo
           select json_agg(json_build_object(
             'reference', p.reference, 'addresses', p.addresses, 'tap', p.tap, 'extras', p.extras,
             'instance', case when i.id is null then null else json_build_object(
-              'id', i.id, 'title', i.title, 'softwareReleaseUrl', i.software_release_url,
+              'id', i.id, 'title', i.title,
+              'rootTitle', (select r.title from software_instances r where r.id = i.root_id),
+              'softwareReleaseUrl', i.software_release_url,
               'softwareType', i.software_type, 'parameters', i.parameters, 'requestedState', i.requested_state,
               'timestamp', i.timestamp, 'connectionParameters', i.connection_parameters,
               'sharedInstances', coalesce((

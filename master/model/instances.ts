@@ -1,6 +1,13 @@
 import { and, eq, inArray, isNull, ne, sql } from "drizzle-orm";
 import type { Db, Executor } from "../db/connect.js";
-import { certificates, computers, contracts, partitions, softwareInstances } from "../db/schema.js";
+import {
+  certificates,
+  computers,
+  contracts,
+  type PartitionAddress,
+  partitions,
+  softwareInstances,
+} from "../db/schema.js";
 import type { Actor } from "./actor.js";
 import { allocatePartition } from "./allocation.js";
 import { bumpComputers, bumpInstances, nextTimestamp } from "./changes.js";
@@ -41,6 +48,8 @@ export interface InstanceView {
   computerId: string | null;
   partitionReference: string | null;
   ipList: string[];
+  /** The partition's addresses with their interfaces. */
+  addresses: PartitionAddress[];
   hostInstanceId: string | null;
   parentId: string | null;
   rootId: string;
@@ -87,6 +96,7 @@ export async function viewInstances(executor: Executor, rows: InstanceRow[]): Pr
       computerId: partition?.computerId ?? null,
       partitionReference: partition?.reference ?? null,
       ipList: partition?.addresses.map((address) => address.address) ?? [],
+      addresses: partition?.addresses ?? [],
       hostInstanceId: row.hostInstanceId,
       parentId: row.parentId,
       rootId: row.rootId,

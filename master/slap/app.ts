@@ -1,0 +1,352 @@
+import type { Context } from "hono";
+import { Hono } from "hono";
+import type { ContentfulStatusCode } from "hono/utils/http-status";
+import { z } from "zod";
+import { PartitionLayout } from "../../protocol/api.js";
+import {
+  MarshalError,
+  type Marshallable,
+  marshal,
+  PyFloat,
+  PyObject,
+  PyTuple,
+  unmarshal,
+} from "../../protocol/xml-marshaller.js";
+import type { MasterEnv } from "../api/context.js";
+import { actorOf, requireActor } from "../api/identity.js";
+import type { Actor } from "../model/actor.js";
+import { ensureComputer, instanceInPartition, uploadPartitions } from "../model/computers.js";
+import { invalid, ModelError, notFound } from "../model/errors.js";
+import { getInstanceCredentials } from "../model/instance-certificates.js";
+import {
+  bangInstance,
+  completeDestruction,
+  getInstance,
+  reportInstanceState,
+  requestInstance,
+  setConnectionParameters,
+} from "../model/instances.js";
+import { reportSoftwareState, supplySoftware } from "../model/software.js";
+import { computer, computerPartition, softwareInstance } from "./objects.js";
+
+// The classic SLAP API (reference section 3) at the master's root: the same model as the JSON
+// API, spoken in form fields and xml_marshaller XML, for unmodified slapos.core nodes, clients
+// and buildout recipes.
+
+type SlapContext = Context<MasterEnv>;
+type Fields = (name: string) => string | undefined;
+
+/** Form or query values, with the Python client's literal "None" read as absent. */
+function fieldsOf(values: Record<string, unknown>): Fields {
+  return (name) => {
+    const value = values[name];
+    if (typeof value !== "string" || value === "None" || value === "none") return undefined;
+    return value;
+  };
+}
+
+async function form(c: SlapContext): Promise<Fields> {
+  return fieldsOf(await c.req.parseBody());
+}
+
+function query(c: SlapContext): Fields {
+  return fieldsOf(c.req.query());
+}
+
+function required(fields: Fields, name: string): string {
+  const value = fields(name);
+  if (value === undefined || value === "") throw invalid(name, `the field '${name}' is required`);
+  return value;
+}
+
+function xml(c: SlapContext, value: Marshallable) {
+  return c.body(marshal(value), 200, { "content-type": "text/xml; charset=utf-8" });
+}
+
+function text(c: SlapContext, body: string, status: ContentfulStatusCode = 200) {
+  return c.body(body, status, { "content-type": "text/plain; charset=utf-8" });
+}
+
+type Dict = { [key: string]: Marshallable };
+
+/** A decoded value that must be a dictionary. */
+function asDict(value: Marshallable, field: string): Dict {
+  if (
+    typeof value !== "object" ||
+    value === null ||
+    Array.isArray(value) ||
+    value instanceof PyObject ||
+    value instanceof PyTuple ||
+    value instanceof PyFloat
+  ) {
+    throw invalid(field, `'${field}' must be a marshalled dictionary`);
+  }
+  return value;
+}
+
+/** A dict of strings from marshalled XML (parameters, SLA, connection parameters). */
+function stringDict(field: string, xmlText: string | undefined): Record<string, string> {
+  if (xmlText === undefined || xmlText === "") return {};
+  const decoded = unmarshal(xmlText);
+  if (decoded === null) return {};
+  const value = asDict(decoded, field);
+  const result: Record<string, string> = {};
+  for (const [key, entry] of Object.entries(value)) {
+    result[key] = entry === null ? "None" : typeof entry === "object" ? JSON.stringify(entry) : String(entry);
+  }
+  return result;
+}
+
+/** The actor a partition-side call acts as: the instance in that partition. */
+async function partitionActor(c: SlapContext, computerId: string, reference: string): Promise<Actor> {
+  const actor = actorOf(c);
+  const { db } = c.get("services");
+  const instanceId = await instanceInPartition(db, computerId, reference);
+  if (!instanceId) throw notFound(`partition ${reference} of ${computerId} runs no instance`);
+  if (actor.kind === "instance" && actor.id !== instanceId) {
+    throw new ModelError(
+      "forbidden",
+      `instance ${actor.id} may not act as the instance of ${computerId}/${reference}`,
+    );
+  }
+  if (actor.kind === "computer" && actor.id !== computerId) {
+    throw new ModelError("forbidden", `computer ${actor.id} may not act for partitions of ${computerId}`);
+  }
+  // The computer running it, an admin, or the instance itself acts as the instance here.
+  return { kind: "instance", id: instanceId };
+}
+
+/** The computer's desired state, as its node (or, for an instance, only its own partition). */
+async function desiredStateFor(c: SlapContext, computerId: string) {
+  const { desiredStates } = c.get("services");
+  const actor = actorOf(c);
+  if (actor.kind !== "instance") return JSON.parse((await desiredStates.read(actor, computerId)).json);
+  const self = await getInstance(c.get("services").db, actor, actor.id);
+  if (self.computerId !== computerId) {
+    throw new ModelError("forbidden", `instance ${actor.id} does not run on computer ${computerId}`);
+  }
+  const state = JSON.parse((await desiredStates.read({ kind: "computer", id: computerId }, computerId)).json);
+  return {
+    ...state,
+    partitions: state.partitions.filter(
+      (partition: { reference: string }) => partition.reference === self.partitionReference,
+    ),
+  };
+}
+
+const STATUS: Record<string, ContentfulStatusCode> = {
+  invalid: 400,
+  forbidden: 403,
+  not_found: 404,
+  conflict: 409,
+  not_ready: 408,
+};
+
+export function createSlapApp() {
+  const slap = new Hono<MasterEnv>();
+  slap.onError((error, c) => {
+    if (error instanceof ModelError) return text(c, error.message, STATUS[error.kind] ?? 400);
+    if (error instanceof MarshalError) return text(c, error.message, 400);
+    c.get("services")?.logger.error({ err: error, path: c.req.path }, "SLAP request failed");
+    return text(c, "internal error; see the master's log", 500);
+  });
+  slap.get("/getHateoasUrl", (c) => text(c, "no HATEOAS API: use the JSON API under /api/v1/", 404));
+  slap.use(requireActor);
+
+  const fullComputerInformation = async (c: SlapContext) => {
+    const computerId = required(query(c), "computer_id");
+    return xml(c, computer(await desiredStateFor(c, computerId)));
+  };
+  slap.get("/getFullComputerInformation", fullComputerInformation);
+  slap.get("/getComputerInformation", fullComputerInformation);
+
+  slap.get("/registerComputerPartition", async (c) => {
+    const fields = query(c);
+    const computerId = required(fields, "computer_reference");
+    const reference = required(fields, "computer_partition_reference");
+    const state = await desiredStateFor(c, computerId);
+    const partition = state.partitions.find(
+      (candidate: { reference: string }) => candidate.reference === reference,
+    );
+    if (!partition) throw notFound(`computer ${computerId} has no partition ${reference}`);
+    return xml(c, computerPartition(computerId, partition));
+  });
+
+  slap.get("/getComputerPartitionCertificate", async (c) => {
+    const fields = query(c);
+    const computerId = required(fields, "computer_id");
+    const reference = required(fields, "computer_partition_id");
+    const services = c.get("services");
+    // Without TLS (insecure mode) nobody uses certificates, as with slapproxy.
+    if (services.insecureAdminId) return xml(c, { certificate: "", key: "" });
+    const instanceId = await instanceInPartition(services.db, computerId, reference);
+    if (!instanceId) throw notFound(`partition ${reference} of ${computerId} runs no instance`);
+    const credentials = await getInstanceCredentials(services.db, services.authority, actorOf(c), instanceId);
+    return xml(c, { certificate: credentials.certificate, key: credentials.privateKey });
+  });
+
+  slap.post("/loadComputerConfigurationFromXML", async (c) => {
+    const description = asDict(unmarshal(required(await form(c), "xml")), "xml");
+    const computerId = description.reference;
+    if (typeof computerId !== "string" || !computerId)
+      throw invalid("xml", "the computer dictionary has no reference");
+    const actor = actorOf(c);
+    const { db } = c.get("services");
+    await ensureComputer(db, actor, computerId);
+    const partitionList = Array.isArray(description.partition_list) ? description.partition_list : [];
+    const layout = partitionList.map((entry) => {
+      const partition = asDict(entry, "xml.partition_list");
+      const reference = String(partition.reference ?? "");
+      const tap = partition.tap ? asDict(partition.tap, "xml.partition_list.tap").name : undefined;
+      const tapName = typeof tap === "string" && tap ? tap : null;
+      const addresses = Array.isArray(partition.address_list) ? partition.address_list : [];
+      return {
+        reference,
+        tap: tapName,
+        addresses: addresses.map((address) => {
+          const fields = asDict(address, "xml.partition_list.address_list");
+          return {
+            interface: tapName ?? reference,
+            address: String(fields.addr ?? ""),
+            netmask: String(fields.netmask ?? ""),
+          };
+        }),
+      };
+    });
+    const checked = z.array(PartitionLayout).safeParse(layout);
+    if (!checked.success) {
+      const issue = checked.error.issues[0];
+      throw invalid(`xml.partition_list.${issue?.path.join(".")}`, issue?.message ?? "invalid partition");
+    }
+    await uploadPartitions(db, actor, computerId, checked.data);
+    return text(c, "done");
+  });
+
+  slap.post("/supplySupply", async (c) => {
+    const fields = await form(c);
+    const url = required(fields, "url");
+    const state = fields("state") ?? "available";
+    if (state !== "available" && state !== "destroyed")
+      throw invalid("state", "state must be available or destroyed");
+    await supplySoftware(c.get("services").db, actorOf(c), required(fields, "computer_id"), url, state);
+    return text(c, `Supplied '${url}' to be ${state}`);
+  });
+
+  slap.post("/requestComputerPartition", async (c) => {
+    const fields = await form(c);
+    const computerId = fields("computer_id");
+    const reference = fields("computer_partition_id");
+    const requester = computerId && reference ? await partitionActor(c, computerId, reference) : actorOf(c);
+    const stateValue = fields("state") ? unmarshal(fields("state") as string) : null;
+    if (
+      stateValue !== null &&
+      stateValue !== "started" &&
+      stateValue !== "stopped" &&
+      stateValue !== "destroyed"
+    ) {
+      throw invalid("state", "state must be started, stopped or destroyed");
+    }
+    const shared = fields("shared_xml") ? unmarshal(fields("shared_xml") as string) === true : false;
+    const view = await requestInstance(c.get("services").db, requester, {
+      title: required(fields, "partition_reference"),
+      softwareReleaseUrl: required(fields, "software_release"),
+      softwareType: fields("software_type") || "default",
+      parameters: stringDict("partition_parameter_xml", fields("partition_parameter_xml")),
+      sla: stringDict("filter_xml", fields("filter_xml")),
+      shared,
+      ...(stateValue ? { state: stateValue } : {}),
+    });
+    if (view.status === "pending") {
+      return text(c, `Instance '${view.title}' requested; the master is placing it: ask again later`, 408);
+    }
+    return xml(c, softwareInstance(view));
+  });
+
+  slap.post("/setComputerPartitionConnectionXml", async (c) => {
+    const fields = await form(c);
+    const computerId = required(fields, "computer_id");
+    const actor = await partitionActor(c, computerId, required(fields, "computer_partition_id"));
+    const target = fields("slave_reference") ?? actor.id;
+    const parameters = stringDict("connection_xml", fields("connection_xml"));
+    await setConnectionParameters(c.get("services").db, actor, target, parameters);
+    return text(c, "done");
+  });
+
+  const softwareReport =
+    (state: "building" | "available" | "error" | "destroyed", answer: string) => async (c: SlapContext) => {
+      const fields = await form(c);
+      await reportSoftwareState(
+        c.get("services").db,
+        actorOf(c),
+        required(fields, "computer_id"),
+        required(fields, "url"),
+        state,
+        fields("error_log"),
+      );
+      return text(c, answer);
+    };
+  slap.post("/buildingSoftwareRelease", softwareReport("building", "Ignored"));
+  slap.post("/availableSoftwareRelease", softwareReport("available", "Ignored"));
+  slap.post("/softwareReleaseError", softwareReport("error", "Ignored"));
+  slap.post("/destroyedSoftwareRelease", softwareReport("destroyed", "OK"));
+
+  /** The instance a node-side partition call is about, or undefined for a free partition. */
+  const partitionInstance = async (fields: Fields, c: SlapContext) => {
+    const computerId = required(fields, "computer_id");
+    return instanceInPartition(c.get("services").db, computerId, required(fields, "computer_partition_id"));
+  };
+  const instanceReport = (state: "started" | "stopped") => async (c: SlapContext) => {
+    const instanceId = await partitionInstance(await form(c), c);
+    if (instanceId) await reportInstanceState(c.get("services").db, actorOf(c), instanceId, state);
+    return text(c, "Ignored");
+  };
+  slap.post("/startedComputerPartition", instanceReport("started"));
+  slap.post("/stoppedComputerPartition", instanceReport("stopped"));
+
+  slap.post("/softwareInstanceError", async (c) => {
+    const fields = await form(c);
+    const instanceId = fields("slave_reference") ?? (await partitionInstance(fields, c));
+    if (instanceId) {
+      await reportInstanceState(
+        c.get("services").db,
+        actorOf(c),
+        instanceId,
+        "error",
+        fields("error_log") ?? "",
+      );
+    }
+    return text(c, "Ignored");
+  });
+
+  slap.post("/destroyedComputerPartition", async (c) => {
+    const instanceId = await partitionInstance(await form(c), c);
+    if (!instanceId) return text(c, "OK");
+    try {
+      await completeDestruction(c.get("services").db, actorOf(c), instanceId);
+    } catch (error) {
+      // As in SlapOS: a parent waits for its children; the node reports again next pass.
+      if (error instanceof ModelError && error.kind === "conflict")
+        return text(c, `Not destroying yet: ${error.message}`);
+      throw error;
+    }
+    return text(c, "OK");
+  });
+
+  slap.post("/softwareInstanceBang", async (c) => {
+    const fields = await form(c);
+    const actor = await partitionActor(
+      c,
+      required(fields, "computer_id"),
+      required(fields, "computer_partition_id"),
+    );
+    await bangInstance(c.get("services").db, actor, actor.id);
+    return text(c, "OK");
+  });
+
+  slap.post("/computerBang", (c) => xml(c, ""));
+  // Usage travels through the JSON API (`/api/v1/computers/{id}/usage`); the classic journal
+  // upload is accepted and ignored, as slapproxy does.
+  slap.post("/useComputer", (c) => text(c, "Ignored"));
+  slap.post("/updateComputerPartitionRelatedInstanceList", (c) => text(c, "done"));
+  return slap;
+}
