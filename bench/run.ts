@@ -1,9 +1,11 @@
 #!/usr/bin/env node
 import { parseArgs } from "node:util";
 import { benchMaster } from "./master.js";
+import { benchSlap } from "./slap.js";
 
 // `npm run bench -- master [--computers N] [--partitions N] [--requests N] [--concurrency N]
-//  [--pollers N] [--seconds N]`: prints a summary and the JSON figures for bench/README.md.
+//  [--pollers N] [--seconds N]` and `npm run bench -- slap [--partitions N] [--concurrency N]
+//  [--seconds N]`: print a summary and the JSON figures for bench/README.md.
 
 const { positionals, values } = parseArgs({
   allowPositionals: true,
@@ -18,8 +20,37 @@ const { positionals, values } = parseArgs({
 });
 
 const which = positionals[0] ?? "master";
+const log = (line: string) => console.error(`bench: ${line}`);
+
+if (which === "slap") {
+  const venv = process.env.SLAPOS_VENV;
+  if (!venv) {
+    console.error("set SLAPOS_VENV (or run through scripts/with-env.sh): the real slapproxy is the peer");
+    process.exit(2);
+  }
+  const result = await benchSlap(
+    {
+      venv,
+      partitions: Number(values.partitions),
+      readers: Number(values.concurrency),
+      seconds: Number(values.seconds),
+    },
+    log,
+  );
+  const line = (name: string, figures: typeof result.master) =>
+    `${name}: ${figures.perSecond.toFixed(0)} getFullComputerInformation/s, p50 ${figures.latency.p50} ms p99 ${figures.latency.p99} ms (${figures.bytes} bytes)`;
+  console.log(
+    [
+      line("slapproxy", result.slapproxy),
+      line("master", result.master),
+      `ratio: ${result.ratio.toFixed(1)}x`,
+      JSON.stringify(result),
+    ].join("\n"),
+  );
+  process.exit(0);
+}
 if (which !== "master") {
-  console.error(`unknown benchmark '${which}'; available: master`);
+  console.error(`unknown benchmark '${which}'; available: master, slap`);
   process.exit(2);
 }
 const databaseUrl = process.env.BENCH_DATABASE_URL ?? process.env.TEST_DATABASE_URL;
@@ -37,7 +68,7 @@ const result = await benchMaster(
     pollers: Number(values.pollers),
     pollSeconds: Number(values.seconds),
   },
-  (line) => console.error(`bench: ${line}`),
+  log,
 );
 const { allocation, desiredState, masterRss } = result;
 console.log(

@@ -153,9 +153,22 @@ export function createSlapApp() {
   slap.get("/getHateoasUrl", (c) => text(c, "no HATEOAS API: use the JSON API under /api/v1/", 404));
   slap.use(requireActor);
 
+  // Nodes read their whole computer on every pass (~2 KB of XML per partition): the marshalled
+  // answer is kept per computer and desired-state version, like the JSON document it comes from.
+  const computerXml = new Map<string, { version: number; xml: string }>();
   const fullComputerInformation = async (c: SlapContext) => {
     const computerId = required(query(c), "computer_id");
-    return xml(c, computer(await desiredStateFor(c, computerId)));
+    const actor = actorOf(c);
+    if (actor.kind === "instance") return xml(c, computer(await desiredStateFor(c, computerId)));
+    const document = await c.get("services").desiredStates.read(actor, computerId);
+    let cached = computerXml.get(computerId);
+    if (cached?.version !== document.version) {
+      cached = { version: document.version, xml: marshal(computer(JSON.parse(document.json))) };
+      computerXml.delete(computerId);
+      computerXml.set(computerId, cached);
+      if (computerXml.size > 10_000) computerXml.delete(computerXml.keys().next().value as string);
+    }
+    return c.body(cached.xml, 200, { "content-type": "text/xml; charset=utf-8" });
   };
   slap.get("/getFullComputerInformation", fullComputerInformation);
   slap.get("/getComputerInformation", fullComputerInformation);
