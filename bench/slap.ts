@@ -5,6 +5,7 @@ import { execa, type ResultPromise } from "execa";
 import { Agent, request } from "undici";
 import { spawnMaster } from "../master/spawn.js";
 import { marshal } from "../protocol/xml-marshaller.js";
+import { startSlapproxy } from "./slapproxy.js";
 import { type LatencySummary, summarize } from "./stats.js";
 
 // getFullComputerInformation for a 100-partition computer, the call every node makes on every
@@ -118,48 +119,6 @@ class SlapPeer {
   }
 }
 
-/** Starts the real slapproxy; resolves (with the process, wrapped: it is a thenable) once it answers. */
-async function startSlapproxy(
-  venv: string,
-  directory: string,
-  port: number,
-): Promise<{ child: ResultPromise }> {
-  const config = join(directory, "slapos.cfg");
-  await writeFile(
-    config,
-    [
-      "[slapos]",
-      `computer_id = ${COMPUTER}`,
-      `master_url = http://127.0.0.1:${port}/`,
-      "[slapproxy]",
-      "host = 127.0.0.1",
-      `port = ${port}`,
-      `database_uri = ${join(directory, "proxy.db")}`,
-      "",
-    ].join("\n"),
-  );
-  const child = execa(
-    `${venv}/bin/slapos`,
-    ["--log-file", join(directory, "proxy.log"), "proxy", "start", "--cfg", config],
-    {
-      reject: false,
-    },
-  );
-  const deadline = Date.now() + 30_000;
-  while (Date.now() < deadline) {
-    const answer = await request(`http://127.0.0.1:${port}/getRunId`).catch(() => undefined);
-    if (answer) {
-      await answer.body.text();
-      if (answer.statusCode === 200) return { child };
-    }
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
-  child.kill();
-  throw new Error(
-    `slapproxy did not answer on port ${port} within 30 s (see ${join(directory, "proxy.log")})`,
-  );
-}
-
 export async function benchSlap(
   options: SlapBenchOptions,
   log: (line: string) => void,
@@ -170,16 +129,16 @@ export async function benchSlap(
   let master: Awaited<ReturnType<typeof spawnMaster>> | undefined;
   try {
     log(`slapproxy: preparing ${options.partitions} partitions`);
-    proxy = (await startSlapproxy(options.venv, directory, port)).child;
+    const started = (await startSlapproxy(options.venv, directory, port, COMPUTER)).child;
+    proxy = started;
     const proxyPeer = new SlapPeer(`http://127.0.0.1:${port}/`);
     await proxyPeer.prepare(options.partitions);
     log(`slapproxy: ${options.readers} readers for ${options.seconds} s`);
     const slapproxy = await proxyPeer.measure(options.readers, options.seconds);
     await proxyPeer.close();
-    const stopping = proxy;
     proxy = undefined;
-    stopping.kill("SIGTERM");
-    await stopping;
+    started.kill("SIGTERM");
+    await started;
 
     log(
       `master (embedded PGlite, --insecure-http like slapproxy): preparing ${options.partitions} partitions`,

@@ -1,3 +1,4 @@
+import { dictToInstanceXml } from "../../protocol/instance-xml.js";
 import { type Marshallable, PyObject, PyTuple } from "../../protocol/xml-marshaller.js";
 import type { DesiredState } from "../model/desired-state.js";
 import type { InstanceView } from "../model/instances.js";
@@ -97,6 +98,9 @@ export function softwareInstance(view: InstanceView): PyObject {
   if (!view.shared) {
     state._instance_guid = view.id;
     state._requested_state = view.requestedState;
+    // The raw instance XML, as slapproxy sends it next to the parsed dict.
+    state.connection_xml =
+      Object.keys(view.connectionParameters).length > 0 ? dictToInstanceXml(view.connectionParameters) : null;
   }
   return new PyObject("SoftwareInstance", [], state);
 }
