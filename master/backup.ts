@@ -1,5 +1,5 @@
 import { sql } from "drizzle-orm";
-import type { Database } from "./db/connect.js";
+import { type Database, type Rows, rowsOf } from "./db/connect.js";
 
 /**
  * Every table of the master, parents before children. The CA lives in `authority`, so a dump of
@@ -32,9 +32,6 @@ export interface Backup {
   /** The admin's client config from the source data directory, when it had one. */
   adminConfig?: unknown;
 }
-
-type Rows<T> = T[] | { rows: T[] };
-const rowsOf = <T>(result: Rows<T>): T[] => (Array.isArray(result) ? result : result.rows);
 
 async function migrationCount(database: Database): Promise<number> {
   const result = await database.db.execute<{ count: number }>(

@@ -1,19 +1,8 @@
 import { SaxesParser } from "saxes";
-import { MarshalError } from "./xml-marshaller.js";
+import { assertXmlCompatible, compareCodePoints, MarshalError } from "./xml-marshaller.js";
 
 // The "instance XML" SlapOS stores parameters in (slapos.util's dict2xml / xml2dict):
 // `<instance><parameter id="KEY">VALUE</parameter>...</instance>`, keys sorted, pretty-printed.
-
-function assertXmlCompatible(text: string, what: string): void {
-  // Same rule as lxml: XML 1.0 characters only.
-  if (
-    /[\u0000-\u0008\u000b\u000c\u000e-\u001f\ufffe\uffff]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/.test(
-      text,
-    )
-  ) {
-    throw new MarshalError(`${what} must be XML compatible (no NUL or control characters)`);
-  }
-}
 
 function escapeText(text: string): string {
   return text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/\r/g, "&#13;");
@@ -21,16 +10,6 @@ function escapeText(text: string): string {
 
 function escapeAttribute(text: string): string {
   return escapeText(text).replace(/"/g, "&quot;").replace(/\n/g, "&#10;").replace(/\t/g, "&#9;");
-}
-
-function compareCodePoints(a: string, b: string): number {
-  const left = [...a];
-  const right = [...b];
-  for (let index = 0; index < Math.min(left.length, right.length); index++) {
-    const difference = (left[index]?.codePointAt(0) ?? 0) - (right[index]?.codePointAt(0) ?? 0);
-    if (difference !== 0) return difference;
-  }
-  return left.length - right.length;
 }
 
 /** Encodes parameters as Python's `slapos.util.dict2xml` does (a null value becomes "None"). */

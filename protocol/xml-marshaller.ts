@@ -77,8 +77,8 @@ export function pythonFloatRepr(value: number): string {
   return `${sign}${shortMantissa}e${exponentSign}${String(Math.abs(exponent)).padStart(2, "0")}`;
 }
 
-/** Characters XML 1.0 (and so lxml) accepts in text. */
-function assertXmlCompatible(text: string): void {
+/** Characters XML 1.0 (and so lxml) accepts in text; `what` names the text in the error. */
+export function assertXmlCompatible(text: string, what = "strings"): void {
   for (const char of text) {
     const code = char.codePointAt(0) ?? 0;
     const allowed =
@@ -90,7 +90,7 @@ function assertXmlCompatible(text: string): void {
       (code >= 0x10000 && code <= 0x10ffff);
     if (!allowed) {
       throw new MarshalError(
-        `strings must be XML compatible: U+${code.toString(16).toUpperCase().padStart(4, "0")} cannot be marshalled`,
+        `${what} must be XML compatible: U+${code.toString(16).toUpperCase().padStart(4, "0")} cannot be marshalled`,
       );
     }
   }
@@ -114,7 +114,7 @@ function escapeString(text: string): string {
 }
 
 /** Python's ordering of str keys: by code point, not by UTF-16 unit. */
-function compareKeys(a: string, b: string): number {
+export function compareCodePoints(a: string, b: string): number {
   const left = [...a];
   const right = [...b];
   for (let index = 0; index < Math.min(left.length, right.length); index++) {
@@ -173,7 +173,7 @@ export function marshal(value: Marshallable): string {
     if (typeof item === "object") {
       return container("dictionary", item, () =>
         Object.keys(item)
-          .sort(compareKeys)
+          .sort(compareCodePoints)
           .map((key) => `${encode(key)}${encode(item[key] as Marshallable)}`)
           .join(""),
       );

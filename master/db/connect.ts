@@ -15,6 +15,10 @@ export type Db = PgDatabase<PgQueryResultHKT, Schema>;
 /** A transaction or the database itself: model functions take either. */
 export type Executor = Parameters<Parameters<Db["transaction"]>[0]>[0] | Db;
 
+/** Raw `execute` results: postgres.js gives an array of rows, PGlite an object with `rows`. */
+export type Rows<T> = T[] | { rows: T[] };
+export const rowsOf = <T>(result: Rows<T>): T[] => (Array.isArray(result) ? result : result.rows);
+
 /** Channel on which a committed change to a computer's desired state is announced. */
 export const DESIRED_STATE_CHANNEL = "slapos_desired_state";
 

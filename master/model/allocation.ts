@@ -1,5 +1,5 @@
 import { sql } from "drizzle-orm";
-import { DESIRED_STATE_CHANNEL, type Executor } from "../db/connect.js";
+import { DESIRED_STATE_CHANNEL, type Executor, type Rows, rowsOf } from "../db/connect.js";
 import type { Sla } from "./sla.js";
 
 export interface AllocationRequest {
@@ -28,9 +28,6 @@ interface FreePartition extends Record<string, unknown> {
   id: number;
   reference: string;
 }
-
-type Rows<T> = T[] | { rows: T[] };
-const rowsOf = <T>(result: Rows<T>): T[] => (Array.isArray(result) ? result : result.rows);
 
 /** How many computers to try when concurrent requests take the free partitions of the first. */
 const MAX_ATTEMPTS = 8;

@@ -1,5 +1,5 @@
 import { sql } from "drizzle-orm";
-import type { Db } from "../db/connect.js";
+import { type Db, type Rows, rowsOf } from "../db/connect.js";
 import type { PartitionAddress, PartitionExtras } from "../db/schema.js";
 import type { Actor } from "./actor.js";
 import { authorizeNode, recordContact } from "./computers.js";
@@ -54,9 +54,6 @@ export interface DesiredStateDocument {
   version: number;
   json: string;
 }
-
-type Rows<T> = T[] | { rows: T[] };
-const rowsOf = <T>(result: Rows<T>): T[] => (Array.isArray(result) ? result : result.rows);
 
 /**
  * Builds a computer's desired state document: Postgres renders the whole JSON in one statement,
