@@ -1,6 +1,7 @@
-import { chmod, mkdir, readFile, writeFile } from "node:fs/promises";
+import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { execa } from "execa";
-import { utils as sshUtils } from "ssh2";
 import type { TestNetwork } from "./network.js";
 import { RUN_DIR, STATE_DIR } from "./paths.js";
 import { type CommandResult, type SshTarget, sshExec } from "./ssh.js";
@@ -27,8 +28,8 @@ export class TestHost {
   readonly ipv4: string;
   readonly ipv6: string;
   /** OpenSSH private key accepted for root and for SUDO_USER. */
-  readonly privateKey: string;
-  private readonly publicKey: string;
+  privateKey = "";
+  private publicKey = "";
   /** `SHA256:...` of this host's sshd key. */
   hostKeyFingerprint = "";
 
@@ -39,9 +40,6 @@ export class TestHost {
     this.name = `slap${network.slot}h${index}`;
     this.ipv4 = `${network.ipv4Prefix}.${10 + index}`;
     this.ipv6 = `${network.ipv6Prefix}:${(10 + index).toString(16)}`;
-    const keys = sshUtils.generateKeyPairSync("ed25519");
-    this.privateKey = keys.private;
-    this.publicKey = keys.public;
   }
 
   /** Where this host's own directories live on this machine. */
@@ -57,6 +55,7 @@ export class TestHost {
 
   static async create(network: TestNetwork, index: number): Promise<TestHost> {
     const host = new TestHost(network, index);
+    await host.createClientKey();
     await host.createNetwork();
     await host.createFilesystem();
     await host.startSshd();
@@ -108,6 +107,28 @@ export class TestHost {
       );
     }
     return result.stdout;
+  }
+
+  /** The key root and the sudo user log in with, made by OpenSSH's own ssh-keygen. */
+  private async createClientKey(): Promise<void> {
+    const directory = await mkdtemp(join(tmpdir(), "test-host-key-"));
+    try {
+      await run("ssh-keygen", [
+        "-q",
+        "-t",
+        "ed25519",
+        "-N",
+        "",
+        "-C",
+        `test@${this.name}`,
+        "-f",
+        join(directory, "key"),
+      ]);
+      this.privateKey = await readFile(join(directory, "key"), "utf8");
+      this.publicKey = (await readFile(join(directory, "key.pub"), "utf8")).trim();
+    } finally {
+      await rm(directory, { recursive: true, force: true });
+    }
   }
 
   private async createNetwork(): Promise<void> {
