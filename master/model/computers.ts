@@ -11,8 +11,9 @@ import {
   registrationTokens,
   softwareInstallations,
 } from "../db/schema.js";
-import { type Authority, issueClientCertificate } from "../identity/authority.js";
+import type { Authority } from "../identity/authority.js";
 import type { Actor } from "./actor.js";
+import { issueRecordedCertificate } from "./certificates.js";
 import { bumpComputers } from "./changes.js";
 import { forbidden, invalid, notFound } from "./errors.js";
 import { newId } from "./ids.js";
@@ -209,14 +210,7 @@ export async function registerComputer(
         .insert(computers)
         .values({ id: computerId, title: options.title || computerId, ownerId: claimed.personId });
     }
-    const issued = issueClientCertificate(authority, "computer", computerId);
-    await tx.insert(certificates).values({
-      serial: issued.serial,
-      kind: "computer",
-      subjectId: computerId,
-      certificatePem: issued.certificatePem,
-      expiresAt: issued.expiresAt,
-    });
+    const issued = await issueRecordedCertificate(tx, authority, "computer", computerId);
     return {
       computerId,
       certificate: issued.certificatePem,

@@ -1,8 +1,9 @@
 import { and, desc, eq, gt, isNull, sql } from "drizzle-orm";
 import type { Db } from "../db/connect.js";
 import { certificates, partitions, softwareInstances } from "../db/schema.js";
-import { type Authority, issueClientCertificate } from "../identity/authority.js";
+import type { Authority } from "../identity/authority.js";
 import type { Actor } from "./actor.js";
+import { issueRecordedCertificate } from "./certificates.js";
 import { conflict, forbidden, notFound } from "./errors.js";
 
 export interface InstanceCredentials {
@@ -61,15 +62,7 @@ export async function getInstanceCredentials(
         caCertificate: authority.certificatePem,
       };
     }
-    const issued = issueClientCertificate(authority, "instance", instanceId);
-    await tx.insert(certificates).values({
-      serial: issued.serial,
-      kind: "instance",
-      subjectId: instanceId,
-      certificatePem: issued.certificatePem,
-      privateKeyPem: issued.privateKeyPem,
-      expiresAt: issued.expiresAt,
-    });
+    const issued = await issueRecordedCertificate(tx, authority, "instance", instanceId);
     return {
       certificate: issued.certificatePem,
       privateKey: issued.privateKeyPem,

@@ -1,8 +1,9 @@
 import { eq } from "drizzle-orm";
 import type { Db } from "../db/connect.js";
-import { certificates, persons } from "../db/schema.js";
-import { type Authority, issueClientCertificate } from "../identity/authority.js";
+import { persons } from "../db/schema.js";
+import type { Authority } from "../identity/authority.js";
 import type { Actor } from "./actor.js";
+import { issueRecordedCertificate } from "./certificates.js";
 import { forbidden, invalid } from "./errors.js";
 import { newId } from "./ids.js";
 
@@ -24,21 +25,14 @@ export async function createPerson(
   }
   if (options.name.trim() === "") throw invalid("name", "a person needs a name");
   const personId = newId("PERSON");
-  const issued = issueClientCertificate(authority, "person", personId);
-  await db.transaction(async (tx) => {
+  const issued = await db.transaction(async (tx) => {
     await tx.insert(persons).values({
       id: personId,
       name: options.name,
       email: options.email ?? null,
       isAdmin: options.isAdmin ?? false,
     });
-    await tx.insert(certificates).values({
-      serial: issued.serial,
-      kind: "person",
-      subjectId: personId,
-      certificatePem: issued.certificatePem,
-      expiresAt: issued.expiresAt,
-    });
+    return issueRecordedCertificate(tx, authority, "person", personId);
   });
   return { personId, certificate: issued.certificatePem, privateKey: issued.privateKeyPem };
 }

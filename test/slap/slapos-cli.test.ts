@@ -58,17 +58,19 @@ describeWith(
     });
 
     it("requests an instance, then shows its published connection parameters", async () => {
-      const first = await slapos(
-        "request",
-        "--cfg",
-        config,
-        "blog",
-        release,
-        "--parameters",
-        "name=blog",
-        "--node",
-        `computer_guid=${computerId}`,
-      );
+      const requestBlog = () =>
+        slapos(
+          "request",
+          "--cfg",
+          config,
+          "blog",
+          release,
+          "--parameters",
+          "name=blog",
+          "--node",
+          `computer_guid=${computerId}`,
+        );
+      const first = await requestBlog();
       expect(first.exitCode, first.all).toBe(0);
       const [instance] = await client.listInstances();
       expect(instance).toMatchObject({
@@ -77,17 +79,7 @@ describeWith(
         partitionReference: "slappart0",
       });
       await client.publishConnectionParameters(instance?.id ?? "", { "url-blog": "http://[fd00::7]:8080/" });
-      const second = await slapos(
-        "request",
-        "--cfg",
-        config,
-        "blog",
-        release,
-        "--parameters",
-        "name=blog",
-        "--node",
-        `computer_guid=${computerId}`,
-      );
+      const second = await requestBlog();
       expect(second.exitCode, second.all).toBe(0);
       expect(second.all).toContain("http://[fd00::7]:8080/");
     });

@@ -1,0 +1,30 @@
+import type { Executor } from "../db/connect.js";
+import { certificates } from "../db/schema.js";
+import {
+  type Authority,
+  type IdentityKind,
+  type IssuedCertificate,
+  issueClientCertificate,
+} from "../identity/authority.js";
+
+/**
+ * Issues a client certificate and records it, so that the master recognises (and can revoke) it.
+ * The private key is kept only for instances: the node running one fetches it to act as it.
+ */
+export async function issueRecordedCertificate(
+  executor: Executor,
+  authority: Authority,
+  kind: IdentityKind,
+  subjectId: string,
+): Promise<IssuedCertificate> {
+  const issued = issueClientCertificate(authority, kind, subjectId);
+  await executor.insert(certificates).values({
+    serial: issued.serial,
+    kind,
+    subjectId,
+    certificatePem: issued.certificatePem,
+    privateKeyPem: kind === "instance" ? issued.privateKeyPem : null,
+    expiresAt: issued.expiresAt,
+  });
+  return issued;
+}
