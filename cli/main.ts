@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { Command } from "commander";
 import { registerMasterCommands } from "./commands/master.js";
+import { registerNodeCommands } from "./commands/node.js";
 import { formatReport, inspectComponents } from "./doctor.js";
 
 const program = new Command("slap")
@@ -21,6 +22,7 @@ program
   });
 
 registerMasterCommands(program);
+registerNodeCommands(program);
 
 try {
   await program.parseAsync();

@@ -75,6 +75,7 @@ export class MasterClient {
     path: string,
     body?: unknown,
     timeoutMs = this.options.timeoutMs ?? 60_000,
+    signal?: AbortSignal,
   ): Promise<T> {
     const url = new URL(path, this.base);
     let response: Awaited<ReturnType<typeof fetch>>;
@@ -84,7 +85,9 @@ export class MasterClient {
         dispatcher: this.dispatcher,
         headers: body === undefined ? {} : { "content-type": "application/json" },
         body: body === undefined ? undefined : JSON.stringify(body),
-        signal: AbortSignal.timeout(timeoutMs),
+        signal: signal
+          ? AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)])
+          : AbortSignal.timeout(timeoutMs),
       });
     } catch (error) {
       const cause = (error as { cause?: Error }).cause;
@@ -173,7 +176,10 @@ export class MasterClient {
     });
   }
   /** Answers at once if the version exceeds `after`, else within `waitSeconds`. */
-  desiredState(computerId: string, options: { after?: number; waitSeconds?: number } = {}) {
+  desiredState(
+    computerId: string,
+    options: { after?: number; waitSeconds?: number; signal?: AbortSignal } = {},
+  ) {
     const query = new URLSearchParams({
       after: String(options.after ?? 0),
       wait: String(options.waitSeconds ?? 0),
@@ -184,6 +190,7 @@ export class MasterClient {
       `computers/${encodeURIComponent(computerId)}/desired-state?${query}`,
       undefined,
       timeout,
+      options.signal,
     );
   }
   reportSoftware(computerId: string, report: Input<typeof api.SoftwareReport>) {

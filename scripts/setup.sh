@@ -19,7 +19,7 @@ quiet=false
 is_root=false
 [ "$(id -u)" -eq 0 ] && is_root=true
 
-DEBIAN_PACKAGES=(postgresql openssh-server openssh-client iproute2 iputils-ping python3-venv sudo nftables procps util-linux)
+DEBIAN_PACKAGES=(postgresql openssh-server openssh-client iproute2 iputils-ping python3-venv sudo nftables procps util-linux curl)
 # One test server per user: root's and a developer's must not fight over the port.
 PG_PORT=${SLAPOS_TEST_PG_PORT:-$((54329 + $(id -u) % 1000))}
 VENV="$SLAPOS_TOOLS_DIR/venv"

@@ -15,6 +15,14 @@ const COPIED_DIRS = ["etc", "var/lib"];
  */
 const FRESH_DIRS = ["srv", "opt", "root", "home", "tmp", "var/log", "run", "var/tmp"];
 
+export interface HostOptions {
+  /**
+   * Directories of this machine the host sees read-only at the same path, even under its fresh
+   * directories: parts a real server would have installed itself (e.g. the node's Python environment).
+   */
+  sharedReadOnly?: string[];
+}
+
 /** The unprivileged account with password-less sudo that every host has. */
 export const SUDO_USER = "slapadmin";
 
@@ -53,11 +61,11 @@ export class TestHost {
     return `${RUN_DIR}/${this.network.slot}-${this.index}.uts`;
   }
 
-  static async create(network: TestNetwork, index: number): Promise<TestHost> {
+  static async create(network: TestNetwork, index: number, options: HostOptions = {}): Promise<TestHost> {
     const host = new TestHost(network, index);
     await host.createClientKey();
     await host.createNetwork();
-    await host.createFilesystem();
+    await host.createFilesystem(options.sharedReadOnly ?? []);
     await host.startSshd();
     return host;
   }
@@ -145,8 +153,9 @@ export class TestHost {
     await inHost("-6", "route", "add", "default", "via", this.network.gatewayIpv6);
   }
 
-  private async createFilesystem(): Promise<void> {
+  private async createFilesystem(shared: string[]): Promise<void> {
     const dirs = [
+      ...shared.map((_, index) => `shared/${index}`),
       ...COPIED_DIRS.flatMap((dir) => [`upper/${dir}`, `work/${dir}`]),
       ...FRESH_DIRS.map((dir) => `fresh/${dir}`),
     ];
@@ -159,7 +168,16 @@ export class TestHost {
         (dir) =>
           `mount -t overlay overlay -o lowerdir=/${dir},upperdir=${this.stateDir}/upper/${dir},workdir=${this.stateDir}/work/${dir} /${dir}`,
       ),
-      ...FRESH_DIRS.map((dir) => `mount --bind ${this.stateDir}/fresh/${dir} /${dir}`),
+      // Staged before the fresh directories hide the originals, placed after, before var/tmp
+      // (which holds the staging directory) is hidden in turn.
+      ...shared.map((path, index) => `mount --bind '${path}' ${this.stateDir}/shared/${index}`),
+      ...FRESH_DIRS.slice(0, -1).map((dir) => `mount --bind ${this.stateDir}/fresh/${dir} /${dir}`),
+      ...shared.flatMap((path, index) => [
+        `mkdir -p '${path}'`,
+        `mount --bind ${this.stateDir}/shared/${index} '${path}'`,
+        `mount -o remount,bind,ro '${path}'`,
+      ]),
+      ...FRESH_DIRS.slice(-1).map((dir) => `mount --bind ${this.stateDir}/fresh/${dir} /${dir}`),
       // sysfs shows the network devices of the namespace that mounts it: this host's.
       "mount -t sysfs sysfs /sys",
       `hostname ${this.name}`,

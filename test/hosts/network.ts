@@ -1,5 +1,5 @@
 import { mkdir, open, readdir, readFile, rm, unlink } from "node:fs/promises";
-import { TestHost } from "./host.js";
+import { type HostOptions, TestHost } from "./host.js";
 import { RUN_DIR, STATE_DIR } from "./paths.js";
 import { isProcessAlive, killPids, run, runQuietly } from "./system.js";
 
@@ -49,8 +49,8 @@ export class TestNetwork {
   }
 
   /** Creates the next host on this network, with sshd running and reachable. */
-  async addHost(): Promise<TestHost> {
-    const host = await TestHost.create(this, this.hosts.length + 1);
+  async addHost(options: HostOptions = {}): Promise<TestHost> {
+    const host = await TestHost.create(this, this.hosts.length + 1, options);
     this.hosts.push(host);
     return host;
   }

@@ -1,0 +1,75 @@
+import { readFile, stat } from "node:fs/promises";
+import { join } from "node:path";
+import type { Logger } from "pino";
+import { MasterClient } from "../protocol/client.js";
+import type { NodeConfig } from "./config.js";
+import type { AgentContext } from "./context.js";
+import { acquireAgentLock } from "./lock.js";
+import type { RunUser } from "./run-as.js";
+import { Supervisor } from "./supervisor/index.js";
+
+async function readOptional(path: string | undefined): Promise<string | undefined> {
+  if (!path) return undefined;
+  try {
+    return await readFile(path, "utf8");
+  } catch (error) {
+    throw new Error(`cannot read ${path}: ${(error as Error).message}; check the node configuration`);
+  }
+}
+
+/** The master as this computer: its certificate, checked against the master's CA. */
+export async function connectToMaster(config: NodeConfig): Promise<MasterClient> {
+  return new MasterClient({
+    url: config.masterUrl,
+    certificate: await readOptional(config.certFile),
+    key: await readOptional(config.keyFile),
+    ca: await readOptional(config.masterCaFile),
+  });
+}
+
+/** Software buildouts run as the owner of software_root (`slapsoft`), as slapgrid does. */
+async function softwareUserOf(config: NodeConfig): Promise<RunUser> {
+  if (!config.format.alterUser) return null;
+  const owner = await stat(config.softwareRoot).catch(() => {
+    throw new Error(`${config.softwareRoot} does not exist: run 'slap node format' first`);
+  });
+  if (owner.uid === 0) {
+    throw new Error(
+      `${config.softwareRoot} belongs to root; buildout never runs as root: run 'slap node format'`,
+    );
+  }
+  return { uid: owner.uid, gid: owner.gid };
+}
+
+export interface Agent {
+  context: AgentContext;
+  release: () => Promise<void>;
+}
+
+/** Takes the node's agent lock and connects everything a pass needs. */
+export async function openAgent(config: NodeConfig, logger: Logger): Promise<Agent> {
+  const release = await acquireAgentLock(join(config.instanceRoot, "var", "run", "slap-agent.pid"));
+  try {
+    const context: AgentContext = {
+      config,
+      logger,
+      client: await connectToMaster(config),
+      supervisor: new Supervisor({
+        instanceRoot: config.instanceRoot,
+        pythonEnvironment: config.pythonEnvironment,
+        logger,
+      }),
+      softwareUser: await softwareUserOf(config),
+    };
+    return {
+      context,
+      release: async () => {
+        await context.client.close();
+        await release();
+      },
+    };
+  } catch (error) {
+    await release();
+    throw error;
+  }
+}

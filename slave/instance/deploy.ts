@@ -1,0 +1,243 @@
+import { chmod, chown, mkdir, readdir, readFile, rm, symlink, unlink, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import type { AgentContext } from "../context.js";
+import { type LocalPartition, RESOURCE_FILE } from "../partitions.js";
+import { checkPromises } from "../promise.js";
+import { type RunUser, runAs, SYSTEM_PATH, tail } from "../run-as.js";
+import { buildoutCommand, isInstalled, softwarePath } from "../software.js";
+import { buildoutTail, INSTANCE_FILE, instanceData, PUBLISH_FILE } from "./buildout-profile.js";
+import type { DesiredPartition, PartitionInstance } from "./types.js";
+
+export const TIMESTAMP_FILE = ".timestamp";
+
+export type DeployOutcome = "unchanged" | "deployed" | "stopped" | "destroyed" | "failed" | "free";
+
+/** Who the partition's buildout and processes run as: its owner, or the agent itself without user switching. */
+export function partitionUser(context: AgentContext, partition: LocalPartition): RunUser {
+  return context.config.format.alterUser ? { uid: partition.user.uid, gid: partition.user.gid } : null;
+}
+
+async function readText(path: string): Promise<string | null> {
+  return readFile(path, "utf8").catch(() => null);
+}
+
+/** Writes a file owned by the partition's user, only when its content changed. */
+async function writeOwned(path: string, content: string, mode: number, user: RunUser): Promise<void> {
+  if ((await readText(path)) === content) return;
+  await writeFile(path, content, { mode });
+  await chmod(path, mode);
+  if (user) await chown(path, user.uid, user.gid);
+}
+
+async function writeCredentials(
+  context: AgentContext,
+  partition: LocalPartition,
+  instance: PartitionInstance,
+) {
+  const directory = context.config.certificateRepositoryPath;
+  await mkdir(directory, { recursive: true, mode: 0o711 });
+  const credentials = await context.client.instanceCredentials(instance.id);
+  const files = {
+    certFile: join(directory, `${partition.reference}.crt`),
+    keyFile: join(directory, `${partition.reference}.key`),
+  };
+  const user = partitionUser(context, partition);
+  await writeOwned(files.certFile, credentials.certificate, 0o400, user);
+  await writeOwned(files.keyFile, credentials.privateKey, 0o400, user);
+  return files;
+}
+
+async function removeCredentials(context: AgentContext, partition: LocalPartition): Promise<void> {
+  for (const extension of ["crt", "key"]) {
+    await rm(join(context.config.certificateRepositoryPath, `${partition.reference}.${extension}`), {
+      force: true,
+    });
+  }
+}
+
+/** What the profile asked to publish, if it wrote the publish file. */
+async function publishedParameters(partition: LocalPartition): Promise<Record<string, string> | null> {
+  const text = await readText(join(partition.path, PUBLISH_FILE));
+  if (text === null) return null;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (error) {
+    throw new Error(`${PUBLISH_FILE} is not JSON: ${(error as Error).message}`);
+  }
+  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
+    throw new Error(`${PUBLISH_FILE} must hold a JSON object of strings`);
+  }
+  return Object.fromEntries(Object.entries(parsed).map(([key, value]) => [key, String(value)]));
+}
+
+async function runInstanceBuildout(context: AgentContext, partition: LocalPartition): Promise<void> {
+  const user = partitionUser(context, partition);
+  const result = await runAs(
+    user,
+    buildoutCommand(context.config),
+    ["-U", "-c", join(partition.path, "buildout.cfg")],
+    {
+      cwd: partition.path,
+      env: {
+        PATH: SYSTEM_PATH,
+        HOME: partition.path,
+        USER: partition.user.name,
+        LOGNAME: partition.user.name,
+        LANG: "C.UTF-8",
+        PYTHONNOUSERSITE: "true",
+      },
+      timeoutMs: context.config.partitionTimeoutSeconds * 1000,
+      pidFile: join(partition.path, ".slap-buildout.pid"),
+    },
+  );
+  const output = result.output;
+  await mkdir(join(partition.path, ".slapgrid", "log"), { recursive: true });
+  await writeFile(join(partition.path, ".slapgrid", "log", "instance.log"), output).catch(() => {});
+  if (result.exitCode !== 0) {
+    const reason =
+      result.exitCode === undefined
+        ? `was killed (${result.signal ?? "timeout"})`
+        : `exited ${result.exitCode}`;
+    throw new Error(`instance buildout ${reason}:\n${tail(output)}`);
+  }
+}
+
+/** Prepares the partition's files and runs its buildout: the part of a deployment shared by started and stopped. */
+async function install(
+  context: AgentContext,
+  partition: LocalPartition,
+  instance: PartitionInstance,
+): Promise<void> {
+  const software = softwarePath(context.config, instance.softwareReleaseUrl);
+  if (!(await isInstalled(context.config, instance.softwareReleaseUrl))) {
+    throw new Error(
+      `software release ${instance.softwareReleaseUrl} is not installed on this node yet (see its build state)`,
+    );
+  }
+  const profile = await readText(join(software, "instance.cfg"));
+  if (profile === null) {
+    throw new Error(
+      `software release ${instance.softwareReleaseUrl} has no instance.cfg: it cannot deploy instances`,
+    );
+  }
+  const user = partitionUser(context, partition);
+  const link = join(partition.path, "software_release");
+  await unlink(link).catch(() => {});
+  await symlink(software, link);
+  const credentials = await writeCredentials(context, partition, instance);
+  await writeOwned(
+    join(partition.path, INSTANCE_FILE),
+    `${JSON.stringify(instanceData(partition, instance), null, 2)}\n`,
+    0o640,
+    user,
+  );
+  await writeOwned(
+    join(partition.path, "buildout.cfg"),
+    profile + buildoutTail(context.config, partition, instance, credentials),
+    0o640,
+    user,
+  );
+  await runInstanceBuildout(context, partition);
+}
+
+async function deploy(
+  context: AgentContext,
+  partition: LocalPartition,
+  instance: PartitionInstance,
+): Promise<DeployOutcome> {
+  const { client, supervisor } = context;
+  await install(context, partition, instance);
+  const published = await publishedParameters(partition);
+  if (published) await client.publishConnectionParameters(instance.id, published);
+  if (instance.requestedState === "stopped") {
+    await supervisor.stopPartition(partition.reference);
+    await client.reportInstance(instance.id, { state: "stopped" });
+    return "stopped";
+  }
+  await supervisor.deployPartition({
+    reference: partition.reference,
+    path: partition.path,
+    uid: partition.user.uid,
+    gid: partition.user.gid,
+    userName: partition.user.name,
+  });
+  const failures = await checkPromises(
+    partition,
+    partitionUser(context, partition),
+    context.config.promiseTimeoutSeconds,
+  );
+  if (failures.length > 0) {
+    throw new Error(failures.map((failure) => failure.message).join("\n"));
+  }
+  await client.reportInstance(instance.id, { state: "started" });
+  return "deployed";
+}
+
+/** Empties a partition (its `.slapos-resource` stays: format made it) so the next instance starts clean. */
+async function emptyPartition(partition: LocalPartition): Promise<void> {
+  for (const entry of await readdir(partition.path)) {
+    if (entry !== RESOURCE_FILE) await rm(join(partition.path, entry), { recursive: true, force: true });
+  }
+}
+
+async function destroy(
+  context: AgentContext,
+  partition: LocalPartition,
+  instance: PartitionInstance,
+): Promise<DeployOutcome> {
+  await context.supervisor.stopPartition(partition.reference);
+  await removeCredentials(context, partition);
+  await emptyPartition(partition);
+  await context.client.reportDestroyed(instance.id);
+  return "destroyed";
+}
+
+/**
+ * Brings one partition to what the master wants: deploys it when its timestamp changed (started
+ * or stopped), destroys it when asked. A failure is reported to the master as the instance's
+ * error and leaves no `.timestamp`, so the next pass tries again.
+ */
+export async function processPartition(
+  context: AgentContext,
+  partition: LocalPartition,
+  desired: DesiredPartition,
+): Promise<DeployOutcome> {
+  const instance = desired.instance;
+  if (!instance) return "free";
+  const log = context.logger.child({
+    partition: partition.reference,
+    instance: instance.title,
+    software: instance.softwareReleaseUrl,
+  });
+  if (instance.requestedState === "destroyed") {
+    log.info("destroying instance");
+    const outcome = await destroy(context, partition, instance);
+    log.info("instance destroyed, partition freed");
+    return outcome;
+  }
+  const timestampFile = join(partition.path, TIMESTAMP_FILE);
+  const timestamp = String(instance.timestamp);
+  if ((await readText(timestampFile)) === timestamp) return "unchanged";
+  await rm(timestampFile, { force: true });
+  const started = Date.now();
+  log.info({ state: instance.requestedState }, "deploying instance");
+  try {
+    const outcome = await deploy(context, partition, instance);
+    await writeFile(timestampFile, timestamp);
+    log.info({ seconds: (Date.now() - started) / 1000, outcome }, "instance deployed");
+    return outcome;
+  } catch (error) {
+    const message = (error as Error).message;
+    log.error({ err: error }, "instance deployment failed");
+    await writeFile(join(partition.path, `.slapgrid-${partition.reference}-error.log`), message).catch(
+      () => {},
+    );
+    await context.client
+      .reportInstance(instance.id, { state: "error", errorLog: message })
+      .catch((reportError) => {
+        log.warn({ err: reportError }, "could not report the error to the master");
+      });
+    return "failed";
+  }
+}

@@ -1,0 +1,111 @@
+import { createHash } from "node:crypto";
+import { access, chown, mkdir, rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import type { Logger } from "pino";
+import type { DesiredState } from "../protocol/client.js";
+import type { NodeConfig } from "./config.js";
+import { type RunUser, runAs, SYSTEM_PATH, tail } from "./run-as.js";
+
+export type SoftwareEntry = DesiredState["software"][number];
+
+/** What the software step reports to the master. */
+export type SoftwareReport =
+  | { url: string; state: "building" | "available" | "destroyed" }
+  | { url: string; state: "error"; errorLog: string };
+
+export const COMPLETED_FILE = ".completed";
+export const BUILD_LOG_FILE = ".slap-build.log";
+
+/** `<software_root>/<md5 hex of the URL>`, as slapgrid names it. */
+export function softwarePath(config: NodeConfig, url: string): string {
+  return join(config.softwareRoot, createHash("md5").update(url).digest("hex"));
+}
+
+export async function isInstalled(config: NodeConfig, url: string): Promise<boolean> {
+  return access(join(softwarePath(config, url), COMPLETED_FILE)).then(
+    () => true,
+    () => false,
+  );
+}
+
+/** The buildout the node runs, from its own Python environment. */
+export function buildoutCommand(config: NodeConfig): string {
+  return join(config.pythonEnvironment, "bin", "buildout");
+}
+
+/**
+ * Installs a release with real zc.buildout as the software user, or removes it. Never rebuilds
+ * what has `.completed`; writes `.completed` only once buildout succeeded, so an interrupted build
+ * starts over on the next pass.
+ */
+export async function processSoftware(
+  config: NodeConfig,
+  softwareUser: RunUser,
+  entry: SoftwareEntry,
+  report: (report: SoftwareReport) => Promise<void>,
+  logger: Logger,
+): Promise<"unchanged" | "installed" | "failed" | "removed"> {
+  const path = softwarePath(config, entry.url);
+  const log = logger.child({ software: entry.url, path });
+  if (entry.requestedState === "destroyed") {
+    const present = await access(path).then(
+      () => true,
+      () => false,
+    );
+    if (present) {
+      log.info("removing software release");
+      await rm(path, { recursive: true, force: true });
+    }
+    await report({ url: entry.url, state: "destroyed" });
+    return present ? "removed" : "unchanged";
+  }
+  if (await isInstalled(config, entry.url)) return "unchanged";
+
+  log.info("building software release");
+  await report({ url: entry.url, state: "building" });
+  await mkdir(path, { recursive: true, mode: 0o755 });
+  if (softwareUser) await chown(path, softwareUser.uid, softwareUser.gid);
+  const buildoutCfg = join(path, "buildout.cfg");
+  await writeFile(buildoutCfg, `[buildout]\nextends = ${entry.url}\n`, { mode: 0o644 });
+  if (softwareUser) await chown(buildoutCfg, softwareUser.uid, softwareUser.gid);
+
+  const started = Date.now();
+  const build = await runAs(
+    softwareUser,
+    "sh",
+    // umask 022: partition users read the release through the directory's other bits too.
+    [
+      "-c",
+      'umask 022 && exec "$@"',
+      "sh",
+      buildoutCommand(config),
+      "-U",
+      "-c",
+      buildoutCfg,
+      `buildout:directory=${path}`,
+    ],
+    {
+      cwd: path,
+      env: { PATH: SYSTEM_PATH, HOME: config.softwareRoot, LANG: "C.UTF-8", PYTHONNOUSERSITE: "true" },
+      timeoutMs: config.softwareTimeoutSeconds * 1000,
+      pidFile: join(path, ".slap-build.pid"),
+    },
+  );
+  const output = build.output;
+  await writeFile(join(path, BUILD_LOG_FILE), output, { mode: 0o644 }).catch(() => {});
+  if (build.exitCode !== 0) {
+    const reason =
+      build.exitCode === undefined ? `was killed (${build.signal ?? "timeout"})` : `exited ${build.exitCode}`;
+    const errorLog = `buildout ${reason} after ${((Date.now() - started) / 1000).toFixed(1)} s:\n${tail(output)}`;
+    log.error({ exitCode: build.exitCode, signal: build.signal }, "software release build failed");
+    await report({ url: entry.url, state: "error", errorLog });
+    return "failed";
+  }
+  await access(join(path, "instance.cfg")).catch(() => {
+    log.warn("the release built no instance.cfg: its instances cannot be deployed");
+  });
+  await writeFile(join(path, COMPLETED_FILE), `${new Date().toISOString()}\n`);
+  log.info({ seconds: (Date.now() - started) / 1000 }, "software release installed");
+  await report({ url: entry.url, state: "available" });
+  return "installed";
+}

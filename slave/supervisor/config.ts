@@ -1,0 +1,115 @@
+import { join } from "node:path";
+import type { Program } from "./programs.js";
+
+// supervisord's configuration files, in the layout and format slapgrid writes (slapos.core
+// grid/templates/*.conf.in), so that a node's instance root reads the same as under SlapOS.
+
+export interface SupervisorPaths {
+  configFile: string;
+  /** One `<reference>.conf` per partition. */
+  includeDirectory: string;
+  socket: string;
+  logFile: string;
+  pidFile: string;
+}
+
+/** A unix socket path is at most 107 bytes on Linux (sun_path). */
+const MAX_SOCKET_PATH = 107;
+
+/**
+ * Values go into an INI file that supervisord splits on commas and whitespace and expands `%(...)s`
+ * in: refuse what it would misread rather than write a configuration that does something else.
+ */
+export function assertConfigSafe(value: string, what: string): void {
+  if (!/^[\w./@+-]+$/.test(value)) {
+    throw new Error(
+      `${what} '${value}' cannot go into a supervisord configuration: use only letters, digits and . / @ + - _`,
+    );
+  }
+}
+
+export function supervisorPaths(instanceRoot: string): SupervisorPaths {
+  assertConfigSafe(instanceRoot, "the instance root");
+  const socket = join(instanceRoot, "sv.sock");
+  if (Buffer.byteLength(socket) > MAX_SOCKET_PATH) {
+    throw new Error(
+      `supervisord's socket ${socket} is longer than ${MAX_SOCKET_PATH} bytes, the limit of a unix socket path: use a shorter instance_root`,
+    );
+  }
+  return {
+    configFile: join(instanceRoot, "etc", "supervisord.conf"),
+    includeDirectory: join(instanceRoot, "etc", "supervisord.conf.d"),
+    socket,
+    logFile: join(instanceRoot, "var", "log", "supervisord.log"),
+    pidFile: join(instanceRoot, "var", "run", "supervisord.pid"),
+  };
+}
+
+export function renderMainConfig(paths: SupervisorPaths): string {
+  return `[unix_http_server]
+file = ${paths.socket}
+chmod = 0700
+
+[supervisorctl]
+serverurl = unix://${paths.socket}
+
+[supervisord]
+logfile = ${paths.logFile}
+logfile_maxbytes = 50MB
+logfile_backups = 10
+loglevel = info
+pidfile = ${paths.pidFile}
+nodaemon = false
+
+[include]
+files = ${paths.includeDirectory}/*.conf
+
+[rpcinterface:supervisor]
+supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
+`;
+}
+
+export interface PartitionConfig {
+  reference: string;
+  path: string;
+  /** Who the processes run as; null when the agent cannot switch users (it is not root). */
+  uid: number | null;
+  userName: string;
+  programs: Program[];
+}
+
+/**
+ * `user=` takes a uid: supervisord then sets the primary gid and the supplementary groups of that
+ * uid's passwd entry. slapgrid also writes `group=`, which supervisor 4 ignores, so it is left out.
+ */
+export function renderPartitionConfig(partition: PartitionConfig): string {
+  const { reference, path, uid, userName, programs } = partition;
+  const group = `[group:${reference}]\nprograms=${programs.map(({ name }) => `${reference}_${name}`).join(",")}\n`;
+  const sections = programs.map(({ name, processName, command }) => {
+    const id = `${reference}_${name}`;
+    const lines = [
+      `[program:${id}]`,
+      `directory=${path}`,
+      `command=${command}`,
+      `process_name=${processName}`,
+      "autostart=false",
+      "autorestart=false",
+      "startsecs=0",
+      "startretries=0",
+      "exitcodes=0",
+      "stopsignal=TERM",
+      "stopwaitsecs=60",
+      "stopasgroup=true",
+      "killasgroup=true",
+      ...(uid === null ? [] : [`user=${uid}`]),
+      "serverurl=AUTO",
+      "redirect_stderr=true",
+      `stdout_logfile=${path}/.${id}.log`,
+      "stdout_logfile_maxbytes=100KB",
+      "stdout_logfile_backups=1",
+      `environment=USER="${userName}",LOGNAME="${userName}",HOME="${path}"`,
+    ];
+    return `${lines.join("\n")}\n`;
+  });
+  return [group, ...sections].join("\n");
+}
