@@ -32,6 +32,8 @@ export interface NodeConfig {
   softwareTimeoutSeconds: number;
   /** Seconds between two full passes of `slap node run` when nothing changes. */
   fullPassIntervalSeconds: number;
+  /** Seconds between two usage reports of `slap node run`. */
+  reportIntervalSeconds: number;
   /** The last desired state received, used when the master is unreachable. */
   desiredStateCache: string;
   format: FormatConfig;
@@ -135,6 +137,7 @@ export function parseNodeConfig(
     partitionTimeoutSeconds: number(slapos, "slapos", "partition_timeout", 0),
     softwareTimeoutSeconds: number(slapos, "slapos", "software_timeout", 0),
     fullPassIntervalSeconds: number(slapos, "slapos", "full_pass_interval", 300, 1),
+    reportIntervalSeconds: number(slapos, "slapos", "report_interval", 60, 1),
     desiredStateCache: text(slapos, "desired_state_cache") ?? join(instanceRoot, "var", "desired-state.json"),
     format: {
       partitionAmount: number(slapformat, "slapformat", "partition_amount", 10),

@@ -11,8 +11,6 @@ export interface LoopOptions {
   pollSeconds?: number;
   /** Seconds between two watchdog checks of the node's processes. */
   watchdogSeconds?: number;
-  /** Seconds between two usage reports. */
-  usageSeconds?: number;
 }
 
 const RETRY_MIN_MS = 1_000;
@@ -48,7 +46,7 @@ export async function runLoop(context: AgentContext, options: LoopOptions): Prom
       () => {
         sendUsage(context, meter).catch((error) => logger.warn({ err: error }, "usage report failed"));
       },
-      (options.usageSeconds ?? 60) * 1000,
+      config.reportIntervalSeconds * 1000,
     ),
   ];
 

@@ -121,6 +121,7 @@ describeWith(
         {
           masterUrl: master.url,
           partitionAmount: PARTITIONS,
+          reportIntervalSeconds: 2,
           pythonEnvironment: process.env.SLAPOS_VENV ?? "",
         },
         adminConfig.ca ?? "",
@@ -171,6 +172,25 @@ describeWith(
         expect(processes["http-ipv4"]?.user).toBe(owner);
         expect(processes["http-ipv6"]?.user).toBe(owner);
       }
+    });
+
+    it("reports each partition's CPU, memory, disk and network use, which the bill shows", async () => {
+      const a = await instance("web-a");
+      for (let request = 0; request < 20; request += 1) {
+        await node.fetchInside(a.connectionParameters["url-ipv6"] ?? "");
+      }
+      const bill = await waitFor(
+        "usage of web-a in the bill",
+        async () => {
+          const current = await admin.bill(a.ownerId, new Date(Date.now() - 3_600_000), new Date(Date.now() + 60_000));
+          const line = current.lines.find((candidate) => candidate.instanceId === a.id);
+          return line && line.usage.networkRxBytes > 0 && line.usage.maxDiskBytes > 0 ? line : null;
+        },
+        node,
+      );
+      expect(bill.usage.cpuSeconds).toBeGreaterThan(0);
+      expect(bill.usage.maxMemoryBytes).toBeGreaterThan(1_000_000);
+      expect(bill.usage.networkTxBytes).toBeGreaterThan(0);
     });
 
     it("keeps partitions apart: a partition user cannot read another partition, signal its processes or write the software", async () => {

@@ -13,6 +13,7 @@ export interface NodeSettings {
   /** The node's Python environment (zc.buildout, supervisor); the host must share it (`sharedReadOnly`). */
   pythonEnvironment: string;
   fullPassIntervalSeconds?: number;
+  reportIntervalSeconds?: number;
 }
 
 /** The slap agent on a test host, driven through the built CLI as an operator would. */
@@ -36,6 +37,7 @@ export class NodeOnHost {
       `python_environment = ${settings.pythonEnvironment}`,
       "promise_timeout = 20",
       `full_pass_interval = ${settings.fullPassIntervalSeconds ?? 300}`,
+      `report_interval = ${settings.reportIntervalSeconds ?? 60}`,
       "",
       "[slapformat]",
       `partition_amount = ${settings.partitionAmount}`,
