@@ -1,11 +1,16 @@
 #!/usr/bin/env node
 import { parseArgs } from "node:util";
+import { benchAgent } from "./agent.js";
+import { benchFormat } from "./format.js";
 import { benchMaster } from "./master.js";
 import { benchSlap } from "./slap.js";
+import { benchSlaposFormat } from "./slapos-format.js";
 
 // `npm run bench -- master [--computers N] [--partitions N] [--requests N] [--concurrency N]
-//  [--pollers N] [--seconds N]` and `npm run bench -- slap [--partitions N] [--concurrency N]
-//  [--seconds N]`: print a summary and the JSON figures for bench/README.md.
+//  [--pollers N] [--seconds N]`, `npm run bench -- slap [--partitions N] [--concurrency N]
+//  [--seconds N]`, `npm run bench -- format [--partitions N]` and `npm run bench -- agent
+//  [--partitions N] [--requests N]` (the last two as root): print a summary and the JSON figures
+//  for bench/README.md.
 
 const { positionals, values } = parseArgs({
   allowPositionals: true,
@@ -49,8 +54,38 @@ if (which === "slap") {
   );
   process.exit(0);
 }
+if (which === "format" || which === "agent") {
+  const venv = process.env.SLAPOS_VENV;
+  if (!venv) {
+    console.error("set SLAPOS_VENV (or run through scripts/with-env.sh): the node's Python environment");
+    process.exit(2);
+  }
+  const partitions = Number(values.partitions);
+  if (which === "format") {
+    const ours = await benchFormat(partitions, log);
+    const slapos = await benchSlaposFormat({ partitions, venv }, log);
+    console.log(
+      [
+        `slap node format: ${partitions} partitions in ${ours.firstRunMs} ms (${ours.firstRunWallMs} ms with node's start-up), no-op re-run ${ours.reRunMs} ms (${ours.reRunWallMs} ms)`,
+        `slapos node format: ${partitions} partitions in ${slapos.firstRunMs} ms, re-run ${slapos.reRunMs} ms`,
+        JSON.stringify({ ours, slapos }),
+      ].join("\n"),
+    );
+  } else {
+    const requests = values.requests === "5000" ? 10 : Number(values.requests);
+    const result = await benchAgent({ partitions, requests, venv }, log);
+    console.log(
+      [
+        `request -> started with its URL published (release installed): p50 ${result.requestToStarted.p50} ms p90 ${result.requestToStarted.p90} ms max ${result.requestToStarted.max} ms over ${requests} requests`,
+        `idle agent RSS with ${partitions} partitions and ${result.instances} instances: ${result.idleRssMb.min}-${result.idleRssMb.max} MB`,
+        JSON.stringify(result),
+      ].join("\n"),
+    );
+  }
+  process.exit(0);
+}
 if (which !== "master") {
-  console.error(`unknown benchmark '${which}'; available: master, slap`);
+  console.error(`unknown benchmark '${which}'; available: master, slap, format, agent`);
   process.exit(2);
 }
 const databaseUrl = process.env.BENCH_DATABASE_URL ?? process.env.TEST_DATABASE_URL;

@@ -1,6 +1,5 @@
 import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import { dirname } from "node:path";
-import { DesiredState as DesiredStateSchema } from "../protocol/api.js";
 import type { DesiredState } from "../protocol/client.js";
 
 /**
@@ -18,8 +17,18 @@ export class DesiredStateCache {
       if ((error as NodeJS.ErrnoException).code === "ENOENT") return null;
       throw error;
     }
-    const parsed = DesiredStateSchema.safeParse(JSON.parse(text));
-    return parsed.success ? parsed.data : null;
+    // Our own file, written whole by rename: a shape check is enough (and keeps the agent free of
+    // the API's schema library).
+    try {
+      const state = JSON.parse(text) as DesiredState;
+      return typeof state.version === "number" &&
+        Array.isArray(state.partitions) &&
+        Array.isArray(state.software)
+        ? state
+        : null;
+    } catch {
+      return null;
+    }
   }
 
   async save(state: DesiredState): Promise<void> {

@@ -42,12 +42,9 @@ export async function runLoop(context: AgentContext, options: LoopOptions): Prom
       },
       (options.watchdogSeconds ?? 5) * 1000,
     ),
-    setInterval(
-      () => {
-        sendUsage(context, meter).catch((error) => logger.warn({ err: error }, "usage report failed"));
-      },
-      config.reportIntervalSeconds * 1000,
-    ),
+    setInterval(() => {
+      sendUsage(context, meter).catch((error) => logger.warn({ err: error }, "usage report failed"));
+    }, config.reportIntervalSeconds * 1000),
   ];
 
   try {

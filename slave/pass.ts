@@ -184,30 +184,25 @@ export async function offlineStart(context: AgentContext, state: DesiredState): 
  * at most once per deployment as SlapOS does, so the master redeploys the tree.
  */
 export async function watchdog(context: AgentContext, state: DesiredState): Promise<string[]> {
-  const processes = await context.supervisor.processes();
-  const local = partitionsByReference(await readLocalPartitions(context.config));
+  const stopped = (await context.supervisor.processes()).filter(
+    (process) => process.watched && ["EXITED", "FATAL", "BACKOFF"].includes(process.state),
+  );
   const banged: string[] = [];
-  for (const process of processes) {
-    if (!process.watched || !["EXITED", "FATAL", "BACKOFF"].includes(process.state)) continue;
-    const partition = local.get(process.group);
-    const instance = state.partitions.find((desired) => desired.reference === process.group)?.instance;
-    if (
-      !partition ||
-      !instance ||
-      instance.requestedState !== "started" ||
-      banged.includes(partition.reference)
-    )
-      continue;
-    const deployed = await readFile(join(partition.path, TIMESTAMP_FILE), "utf8").catch(() => null);
-    const latestBang = await readFile(join(partition.path, LATEST_BANG_FILE), "utf8").catch(() => null);
+  for (const process of stopped) {
+    const reference = process.group;
+    const instance = state.partitions.find((desired) => desired.reference === reference)?.instance;
+    if (!instance || instance.requestedState !== "started" || banged.includes(reference)) continue;
+    const path = join(context.config.instanceRoot, reference);
+    const deployed = await readFile(join(path, TIMESTAMP_FILE), "utf8").catch(() => null);
+    const latestBang = await readFile(join(path, LATEST_BANG_FILE), "utf8").catch(() => null);
     if (deployed === null || deployed === latestBang) continue;
     context.logger.warn(
-      { partition: partition.reference, process: process.name, state: process.state },
+      { partition: reference, process: process.name, state: process.state },
       "a watched service stopped: banging its instance",
     );
     await context.client.bang(instance.id);
-    await writeFile(join(partition.path, LATEST_BANG_FILE), deployed);
-    banged.push(partition.reference);
+    await writeFile(join(path, LATEST_BANG_FILE), deployed);
+    banged.push(reference);
   }
   return banged;
 }

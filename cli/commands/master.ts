@@ -2,7 +2,6 @@ import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Command } from "commander";
 import pino from "pino";
-import { startMaster } from "../../master/server.js";
 
 /**
  * `slap master start` runs a master until SIGINT/SIGTERM, then shuts down cleanly;
@@ -36,6 +35,8 @@ export function registerMasterCommands(program: Command): void {
           throw new Error(`--port must be a port number (0-65535), not '${options.port}'`);
         }
         const logger = pino({ name: "slap-master" }, pino.destination(2));
+        // Loaded here, not at the top: the node agent runs from the same CLI and must not carry the master.
+        const { startMaster } = await import("../../master/server.js");
         const running = await startMaster({
           dataDir: options.data,
           databaseUrl: options.databaseUrl ?? process.env.DATABASE_URL,

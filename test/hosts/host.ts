@@ -183,6 +183,10 @@ export class TestHost {
       `hostname ${this.name}`,
       // As on an installed server: the host's own name resolves without DNS (sudo looks it up).
       `echo '127.0.1.1 ${this.name}' >> /etc/hosts`,
+      // This machine's DNS server is out of the host's reach: without a nameserver line, lookups
+      // go to 127.0.0.1 and fail at once instead of timing out (reverse lookups of Python's
+      // http.server would otherwise stall for 10 s).
+      "rm -f /etc/resolv.conf && echo '# test host: no DNS server' > /etc/resolv.conf",
     ];
     await writeFile(this.mountNamespace, "");
     await writeFile(this.utsNamespace, "");

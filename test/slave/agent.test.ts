@@ -182,7 +182,11 @@ describeWith(
       const bill = await waitFor(
         "usage of web-a in the bill",
         async () => {
-          const current = await admin.bill(a.ownerId, new Date(Date.now() - 3_600_000), new Date(Date.now() + 60_000));
+          const current = await admin.bill(
+            a.ownerId,
+            new Date(Date.now() - 3_600_000),
+            new Date(Date.now() + 60_000),
+          );
           const line = current.lines.find((candidate) => candidate.instanceId === a.id);
           return line && line.usage.networkRxBytes > 0 && line.usage.maxDiskBytes > 0 ? line : null;
         },

@@ -1,4 +1,5 @@
 import { resolve } from "node:path";
+import { AGENT_NODE_FLAGS } from "../../slave/node-flags.js";
 import type { TestHost } from "../hosts/index.js";
 
 const CLI = resolve("dist/cli/main.js");
@@ -71,10 +72,10 @@ export class NodeOnHost {
     return result.stdout;
   }
 
-  /** Starts `slap node run` in the background, logging to /var/log/slap-agent.log. */
+  /** Starts `slap node run` in the background as a service would (AGENT_NODE_FLAGS), logging to /var/log/slap-agent.log. */
   async startAgent(): Promise<number> {
     const output = await this.host.execOrThrow(
-      `nohup node ${CLI} node run --config ${NODE_CONFIG} >> ${AGENT_LOG} 2>&1 < /dev/null & echo $!`,
+      `nohup node ${AGENT_NODE_FLAGS.join(" ")} ${CLI} node run --config ${NODE_CONFIG} >> ${AGENT_LOG} 2>&1 < /dev/null & echo $!`,
     );
     this.agentPid = Number(output.trim());
     return this.agentPid;
@@ -92,7 +93,7 @@ export class NodeOnHost {
   /** The end of the agent's log and of every partition's service logs, for failure messages. */
   diagnostics(): Promise<string> {
     return this.host.execOrThrow(
-      `echo '--- agent log'; tail -n 30 ${AGENT_LOG} 2>/dev/null | cut -c1-600; for log in ${INSTANCE_ROOT}/slappart*/.slappart*.log; do [ -e "$log" ] && { echo "--- $log"; tail -n 8 "$log"; }; done; true`,
+      `echo '--- agent log'; tail -n 30 ${AGENT_LOG} 2>/dev/null | cut -c1-600; for log in ${INSTANCE_ROOT}/slappart*/.slappart*.log; do [ -e "$log" ] && { echo "--- $log"; tail -n 8 "$log"; }; done; echo '--- supervisord'; tail -n 20 ${INSTANCE_ROOT}/var/log/supervisord.log 2>/dev/null; true`,
     );
   }
 
