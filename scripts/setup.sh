@@ -93,7 +93,8 @@ install_python_venv() {
     [ -d "$VENV" ] || /usr/bin/python3 -m venv "$VENV"
     "$VENV/bin/pip" install --quiet --disable-pip-version-check --use-pep517 -r "$requirements"
     echo "$want" >"$stamp"
-    $is_root && chmod -R a+rX "$SLAPOS_TOOLS_DIR"
+    # Partition users run it; only the venv (and the way to it) is opened, never the Postgres data.
+    $is_root && chmod -R a+rX "$VENV" && chmod a+x "$SLAPOS_TOOLS_DIR"
   fi
   env_lines+=("export SLAPOS_VENV='$VENV'")
   log "  $("$VENV/bin/buildout" --version 2>&1), supervisor $("$VENV/bin/supervisord" --version), $("$VENV/bin/slapos" --version 2>&1 | tail -n 1)"
@@ -159,6 +160,8 @@ start_postgres() {
   fi
   mkdir -p "$data" "$sockets"
   $is_root && chown postgres:postgres "$data" "$sockets"
+  # Postgres refuses a data directory that others can read.
+  chmod 0700 "$data"
   if [ ! -f "$data/PG_VERSION" ]; then
     as_pg_owner "$bin/initdb" --pgdata="$data" --auth=trust --username=postgres --encoding=UTF8 >/dev/null
   fi

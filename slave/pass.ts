@@ -2,7 +2,7 @@ import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { DesiredState } from "../protocol/client.js";
 import type { AgentContext } from "./context.js";
-import { processPartition, TIMESTAMP_FILE } from "./instance/deploy.js";
+import { processPartition, startProcesses, TIMESTAMP_FILE } from "./instance/deploy.js";
 import type { LocalPartition } from "./partitions.js";
 import { readLocalPartitions } from "./partitions.js";
 import { processSoftware, type SoftwareReport } from "./software.js";
@@ -120,13 +120,7 @@ export async function instancePass(
     }
     const outcome = await processPartition(context, partition, desired);
     if (outcome === "unchanged" && desired.instance?.requestedState === "started") {
-      await context.supervisor.deployPartition({
-        reference: partition.reference,
-        path: partition.path,
-        uid: partition.user.uid,
-        gid: partition.user.gid,
-        userName: partition.user.name,
-      });
+      await startProcesses(context, partition);
     }
     return outcome as string;
   });
@@ -163,13 +157,7 @@ export async function offlineStart(context: AgentContext, state: DesiredState): 
     if (!partition || desired.instance?.requestedState !== "started") continue;
     const deployed = await readFile(join(partition.path, TIMESTAMP_FILE), "utf8").catch(() => null);
     if (deployed === null) continue;
-    await context.supervisor.deployPartition({
-      reference: partition.reference,
-      path: partition.path,
-      uid: partition.user.uid,
-      gid: partition.user.gid,
-      userName: partition.user.name,
-    });
+    await startProcesses(context, partition);
     started += 1;
   }
   context.logger.info(

@@ -141,6 +141,17 @@ async function install(
   await runInstanceBuildout(context, partition);
 }
 
+/** Makes supervisord run the partition's etc/run and etc/service programs (those not running yet). */
+export function startProcesses(context: AgentContext, partition: LocalPartition): Promise<void> {
+  return context.supervisor.deployPartition({
+    reference: partition.reference,
+    path: partition.path,
+    uid: partition.user.uid,
+    gid: partition.user.gid,
+    userName: partition.user.name,
+  });
+}
+
 async function deploy(
   context: AgentContext,
   partition: LocalPartition,
@@ -155,13 +166,7 @@ async function deploy(
     await client.reportInstance(instance.id, { state: "stopped" });
     return "stopped";
   }
-  await supervisor.deployPartition({
-    reference: partition.reference,
-    path: partition.path,
-    uid: partition.user.uid,
-    gid: partition.user.gid,
-    userName: partition.user.name,
-  });
+  await startProcesses(context, partition);
   const failures = await checkPromises(
     partition,
     partitionUser(context, partition),
