@@ -1,6 +1,8 @@
+import { existsSync } from "node:fs";
 import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { execa } from "execa";
 import type { TestNetwork } from "./network.js";
 import { RUN_DIR, STATE_DIR } from "./paths.js";
@@ -14,6 +16,21 @@ const COPIED_DIRS = ["etc", "var/lib"];
  * the host's own directories live under this machine's /var/tmp, which that mount hides.
  */
 const FRESH_DIRS = ["srv", "opt", "root", "home", "tmp", "var/log", "run", "var/tmp"];
+
+/** This repository (the nearest directory with a package.json above this file, built or not). */
+function repositoryRoot(): string {
+  let directory = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(directory, "package.json")) && dirname(directory) !== directory) {
+    directory = dirname(directory);
+  }
+  return directory;
+}
+
+/**
+ * Every host sees this repository read-only at its own path, wherever the checkout lives (CI may
+ * put it under /tmp, which hosts see fresh): tests run the built code and example releases there.
+ */
+const REPOSITORY = repositoryRoot();
 
 export interface HostOptions {
   /**
@@ -65,7 +82,7 @@ export class TestHost {
     const host = new TestHost(network, index);
     await host.createClientKey();
     await host.createNetwork();
-    await host.createFilesystem(options.sharedReadOnly ?? []);
+    await host.createFilesystem([REPOSITORY, ...(options.sharedReadOnly ?? [])]);
     await host.startSshd();
     return host;
   }
