@@ -179,7 +179,7 @@ export async function watchdog(context: AgentContext, state: DesiredState): Prom
   for (const process of stopped) {
     const reference = process.group;
     const instance = state.partitions.find((desired) => desired.reference === reference)?.instance;
-    if (!instance || instance.requestedState !== "started" || banged.includes(reference)) continue;
+    if (instance?.requestedState !== "started" || banged.includes(reference)) continue;
     const path = join(context.config.instanceRoot, reference);
     const deployed = await readFile(join(path, TIMESTAMP_FILE), "utf8").catch(() => null);
     const latestBang = await readFile(join(path, LATEST_BANG_FILE), "utf8").catch(() => null);
