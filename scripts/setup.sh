@@ -100,6 +100,27 @@ install_python_venv() {
   log "  $("$VENV/bin/buildout" --version 2>&1), supervisor $("$VENV/bin/supervisord" --version), $("$VENV/bin/slapos" --version 2>&1 | tail -n 1)"
 }
 
+# --- Node wheelhouse ----------------------------------------------------------------------
+# The wheels of a node's Python environment, which the bootstrapper uploads: nodes need no PyPI.
+install_node_wheelhouse() {
+  local requirements="$here/node-requirements.txt" want wheels
+  want=$(sha256sum "$requirements" | cut -d' ' -f1)
+  wheels="$SLAPOS_TOOLS_DIR/wheelhouse/$want"
+  if [ -f "$wheels/.complete" ]; then
+    log "  reused $wheels"
+  else
+    rm -rf "$wheels.partial" && mkdir -p "$wheels.partial"
+    # `pip wheel`, not `download`: two of the recipes are published as source only.
+    "$VENV/bin/pip" wheel --quiet --disable-pip-version-check --wheel-dir "$wheels.partial" -r "$requirements"
+    cp "$requirements" "$wheels.partial/requirements.txt"
+    touch "$wheels.partial/.complete"
+    rm -rf "$wheels" && mv "$wheels.partial" "$wheels"
+    $is_root && chmod -R a+rX "$SLAPOS_TOOLS_DIR/wheelhouse"
+  fi
+  env_lines+=("export SLAPOS_WHEELHOUSE='$wheels'")
+  log "  $(find "$wheels" -name '*.whl' | wc -l) wheels in $wheels"
+}
+
 # --- Test tools venv -----------------------------------------------------------------------
 install_test_tools() {
   local venv="$SLAPOS_TOOLS_DIR/test-venv" requirements="$here/test-requirements.txt" want
@@ -193,6 +214,7 @@ mkdir -p "$SLAPOS_TOOLS_DIR"
 step "Node packages" install_node_packages
 step "Debian packages" install_debian_packages
 step "Python venv" install_python_venv
+step "Node wheelhouse" install_node_wheelhouse
 step "Test tools venv" install_test_tools
 step "Pulumi CLI" install_pulumi
 step "Postgres for tests" start_postgres

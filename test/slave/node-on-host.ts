@@ -2,7 +2,8 @@ import { resolve } from "node:path";
 import { AGENT_NODE_FLAGS } from "../../slave/node-flags.js";
 import type { TestHost } from "../hosts/index.js";
 
-const CLI = resolve("dist/cli/main.js");
+/** The agent as the bootstrapper installs it: one bundled file. */
+const CLI = resolve("dist/agent/slap-node.mjs");
 export const NODE_CONFIG = "/etc/opt/slapos/slapos.cfg";
 export const INSTANCE_ROOT = "/srv/slapgrid";
 export const SOFTWARE_ROOT = "/opt/slapgrid";

@@ -1,0 +1,20 @@
+/** Where the bootstrapper puts things on a node: SlapOS's usual places. */
+export const REMOTE = {
+  /** The node's Python environment (zc.buildout, supervisor): `python_environment`. */
+  pythonEnvironment: "/opt/slapos",
+  wheels: "/opt/slapos/wheels",
+  requirementsStamp: "/opt/slapos/.requirements.sha256",
+  agent: "/opt/slapos/agent/slap-node.mjs",
+  /** A Node runtime copied from the controller, when the host has none recent enough. */
+  nodeBinary: "/opt/slapos/node/bin/node",
+  serviceScript: "/opt/slapos/bin/slap-agent-service",
+  servicePid: "/run/slap-agent-service.pid",
+  serviceLog: "/var/log/slap-agent.log",
+  systemdUnit: "/etc/systemd/system/slap-agent.service",
+  config: "/etc/opt/slapos/slapos.cfg",
+  certFile: "/etc/opt/slapos/ssl/computer.crt",
+  keyFile: "/etc/opt/slapos/ssl/computer.key",
+  masterCaFile: "/etc/opt/slapos/ssl/master-ca.crt",
+  softwareRoot: "/opt/slapgrid",
+  instanceRoot: "/srv/slapgrid",
+} as const;
