@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { Command } from "commander";
+import { registerBootstrapCommand } from "./commands/bootstrap.js";
 import { registerMasterCommands } from "./commands/master.js";
 import { registerNodeCommands } from "./commands/node.js";
 import { formatReport, inspectComponents } from "./doctor.js";
@@ -23,6 +24,7 @@ program
 
 registerMasterCommands(program);
 registerNodeCommands(program);
+registerBootstrapCommand(program);
 
 try {
   await program.parseAsync();

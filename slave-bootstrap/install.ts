@@ -50,6 +50,11 @@ export async function ensureNodeRuntime(
   return { changed: true, node: REMOTE.nodeBinary, detail: `copied ${process.version}` };
 }
 
+/** Runs a shell command holding the host's bootstrap lock (waiting for an earlier run that still holds it). */
+function underLock(command: string): string {
+  return `flock -w 600 /run/slap-bootstrap.lock sh -c ${shellQuote(command)}`;
+}
+
 /** The node's Python environment, from the controller's wheelhouse (no PyPI needed on the node). */
 export async function ensurePythonEnvironment(remote: RemoteHost, wheelhouse: string): Promise<StepResult> {
   const requirements = await readFile(join(wheelhouse, "requirements.txt"), "utf8");
@@ -57,18 +62,25 @@ export async function ensurePythonEnvironment(remote: RemoteHost, wheelhouse: st
   const present = await remote.run(`cat ${REMOTE.requirementsStamp} 2>/dev/null`, { sudo: true });
   if (present.stdout.trim() === wanted) return { changed: false, detail: REMOTE.pythonEnvironment };
   const archive = await execa("tar", ["-C", wheelhouse, "-cf", "-", "."], { encoding: "buffer" });
+  // Under the host's bootstrap lock: a run cut off by a dropped connection may still be working
+  // there, and must finish before this one touches the same files.
   await remote.runOrThrow(
-    `rm -rf ${REMOTE.wheels} && mkdir -p ${REMOTE.wheels} && tar -C ${REMOTE.wheels} -xf -`,
+    underLock(`rm -rf ${REMOTE.wheels} && mkdir -p ${REMOTE.wheels} && tar -C ${REMOTE.wheels} -xf -`),
     { sudo: true, input: Buffer.from(archive.stdout) },
   );
+  const python = `${REMOTE.pythonEnvironment}/bin/python`;
   await remote.runOrThrow(
-    [
-      `test -x ${REMOTE.pythonEnvironment}/bin/python || python3 -m venv ${REMOTE.pythonEnvironment}`,
-      `${REMOTE.pythonEnvironment}/bin/pip install --quiet --disable-pip-version-check --no-index --find-links ${REMOTE.wheels} -r ${REMOTE.wheels}/requirements.txt`,
-      // Partition users run buildout and supervisord from it.
-      `chmod -R a+rX ${REMOTE.pythonEnvironment}`,
-      `echo ${wanted} > ${REMOTE.requirementsStamp}`,
-    ].join(" && "),
+    underLock(
+      [
+        // Each part is checked on its own, so that a run stopped half-way is completed.
+        `{ test -x ${python} || python3 -m venv --without-pip ${REMOTE.pythonEnvironment}; }`,
+        `{ test -x ${REMOTE.pythonEnvironment}/bin/pip || ${python} -m ensurepip --default-pip >/dev/null; }`,
+        `${REMOTE.pythonEnvironment}/bin/pip install --quiet --disable-pip-version-check --no-index --find-links ${REMOTE.wheels} -r ${REMOTE.wheels}/requirements.txt`,
+        // Partition users run buildout and supervisord from it.
+        `chmod -R a+rX ${REMOTE.pythonEnvironment}`,
+        `echo ${wanted} > ${REMOTE.requirementsStamp}`,
+      ].join(" && "),
+    ),
     { sudo: true, timeoutMs: 600_000 },
   );
   return { changed: true, detail: REMOTE.pythonEnvironment };
@@ -216,8 +228,8 @@ export async function ensureService(
   if (running && !script.changed && !agentChanged)
     return { changed: false, detail: "self-supervised daemon" };
   if (running && !script.changed) {
-    // The loop starts the new agent itself.
-    await remote.runOrThrow(`pkill -f ${shellQuote(`${REMOTE.agent} node run`)} || true`, { sudo: true });
+    // Stopping the agent (the loop's child) is enough: the loop starts the new one itself.
+    await remote.runOrThrow(`pkill -P $(cat ${REMOTE.servicePid}) || true`, { sudo: true });
     return { changed: true, detail: "agent restarted" };
   }
   await remote.runOrThrow(

@@ -1,12 +1,14 @@
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { copyFile, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { execa } from "execa";
 import pino from "pino";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { type ClientConfig, type RunningMaster, startMaster } from "../../master/server.js";
 import { MasterClient } from "../../protocol/client.js";
 import { type BootstrapOptions, bootstrap, type ProgressEvent } from "../../slave-bootstrap/index.js";
 import { HostKeyMismatchError } from "../../slave-bootstrap/ssh.js";
+import { uninstall } from "../../slave-bootstrap/uninstall.js";
 import { SUDO_USER, type TestHost, TestNetwork, testHostRequirements } from "../hosts/index.js";
 import { describeWith, requires } from "../support/requirements.js";
 
@@ -53,10 +55,47 @@ describeWith(
       throw new Error(`timed out waiting for ${what}`);
     };
 
+    const startedInstance = (title: string) =>
+      waitFor(`${title} started`, async () =>
+        (await admin.listInstances()).find(
+          (candidate) =>
+            candidate.title === title &&
+            candidate.reportedState === "started" &&
+            candidate.connectionParameters["url-ipv4"],
+        ),
+      );
+    /** PIDs of a host's own processes matching a pattern: test hosts share the kernel's process table. */
+    const hostProcesses = async (host: TestHost, pattern: string) =>
+      (
+        await host.execOrThrow(
+          `for pid in $(pgrep -f '${pattern}'); do [ "$(readlink /proc/$pid/ns/mnt)" = "$(readlink /proc/$$/ns/mnt)" ] && [ $pid != $$ ] && echo $pid; done; true`,
+        )
+      )
+        .trim()
+        .split("\n")
+        .filter(Boolean)
+        .sort();
+    /** What of ours is left on a host: users, addresses, taps, processes, files, firewall table. */
+    const leftovers = (host: TestHost) =>
+      host.execOrThrow(
+        [
+          "getent passwd | cut -d: -f1 | grep -E '^(slapuser[0-9]+|slapsoft)$'",
+          "getent group | cut -d: -f1 | grep -E '^(slapuser[0-9]+|slapsoft)$'",
+          "ip -o addr show dev eth0 | grep -E '10\\.201\\.|::[0-9a-f]+:[0-9a-f]+/'",
+          "ip -o link show | grep -o 'slaptap[0-9]*'",
+          // Processes of this host only: several test hosts share the kernel's process table.
+          "for pid in $(pgrep -f '[s]upervisord|[s]lap-node|[h]ttp.server|[s]lap-agent-service'); do [ \"$(readlink /proc/$pid/ns/mnt)\" = \"$(readlink /proc/$$/ns/mnt)\" ] && [ $pid != $$ ] && tr '\\0' ' ' < /proc/$pid/cmdline && echo; done",
+          "ls -d /opt/slapos /opt/slapgrid /srv/slapgrid /etc/opt/slapos /run/slap-agent-service.pid 2>/dev/null",
+          "nft list table inet slapos_accounting 2>/dev/null | head -1",
+          "true",
+        ].join("; "),
+      );
+
     beforeAll(async () => {
       directory = await mkdtemp(join(tmpdir(), "slap-bootstrap-"));
       network = await TestNetwork.create();
-      hosts = [await network.addHost(), await network.addHost(), await network.addHost()];
+      hosts = [];
+      for (let index = 0; index < 5; index += 1) hosts.push(await network.addHost());
       master = await startMaster({
         dataDir: join(directory, "master"),
         host: network.gatewayIpv4,
@@ -139,6 +178,24 @@ describeWith(
       expect(again.commands.every((record) => !record.command.includes("upload"))).toBe(true);
     });
 
+    it("upgrades the agent in place without stopping the instances", async () => {
+      const first = hosts[0] as TestHost;
+      const before = await hostProcesses(first, "[h]ttp.server");
+      const agentBefore = await hostProcesses(first, "[s]lap-node.mjs node run");
+      const newer = join(directory, "slap-node-newer.mjs");
+      await copyFile(AGENT, newer);
+      await writeFile(newer, "\n// a newer build\n", { flag: "a" });
+      const upgraded = await bootstrap(options(first, { agentBundle: newer }));
+      expect(upgraded.changed).toEqual(["agent", "agent service"]);
+      await waitFor("the new agent running", async () => {
+        const agents = await hostProcesses(first, "[s]lap-node.mjs node run");
+        return agents.length === 1 && agents[0] !== agentBefore[0];
+      });
+      expect(await hostProcesses(first, "[h]ttp.server")).toEqual(before);
+      expect(before).toHaveLength(2);
+      expect((await bootstrap(options(first, { agentBundle: newer }))).changed).toEqual([]);
+    });
+
     it("refuses a host whose key is not the pinned one, and changes nothing on it", async () => {
       const third = hosts[2] as TestHost;
       const wrong = (hosts[0] as TestHost).hostKeyFingerprint;
@@ -155,6 +212,85 @@ describeWith(
         /registration|token/i,
       );
       expect((await third.exec("test -e /etc/opt/slapos/ssl/computer.crt")).exitCode).not.toBe(0);
+    });
+
+    it("finishes on a re-run after the SSH connection dropped in the middle, through the slap CLI", async () => {
+      const third = hosts[4] as TestHost;
+      const key = join(directory, "third.key");
+      await writeFile(key, third.privateKey, { mode: 0o600 });
+      const cli = (extra: string[]) =>
+        execa(
+          "node",
+          [
+            resolve("dist/cli/main.js"),
+            "bootstrap",
+            `ssh://root@${third.ipv4}`,
+            "--master",
+            master.url,
+            "--ca",
+            join(directory, "ca.pem"),
+            "--identity",
+            key,
+            "--host-key",
+            third.hostKeyFingerprint,
+            "--partitions",
+            "3",
+            "--ipv4-network",
+            "10.201.0.0/24",
+            ...extra,
+          ],
+          { reject: false, all: true },
+        );
+      await writeFile(join(directory, "ca.pem"), masterCa);
+      const registrationToken = await token();
+      // Drop every SSH session of the host from its side while the Python environment installs.
+      const interrupted = cli(["--token", registrationToken]);
+      await waitFor(
+        "the Python environment installing",
+        async () => (await third.exec("test -d /opt/slapos/wheels")).exitCode === 0,
+      );
+      await third.exec("pkill -f '[s]shd: root@'");
+      const failed = await interrupted;
+      expect(failed.exitCode, failed.all).not.toBe(0);
+      const finished = await cli(["--token", registrationToken]);
+      expect(finished.exitCode, finished.all).toBe(0);
+      const { computerId } = JSON.parse(finished.stdout.trim().split("\n").at(-1) ?? "{}") as {
+        computerId: string;
+      };
+      expect((await admin.getComputer(computerId)).partitions).toHaveLength(3);
+      const again = await cli([]);
+      expect(JSON.parse(again.stdout.trim().split("\n").at(-1) ?? "{}")).toMatchObject({
+        computerId,
+        changed: [],
+      });
+    });
+
+    it("rebuilds a lost node on a fresh host as the same computer, with its instances", async () => {
+      const [first, , , fresh] = hosts as [TestHost, TestHost, TestHost, TestHost];
+      const lost = await bootstrap(options(first));
+      const title = `web-${first.name}`;
+      // The host is lost: everything of ours on it is gone.
+      await uninstall({ target: options(first).target });
+      expect((await leftovers(first)).trim()).toBe("");
+      const { token: rebuildToken } = await admin.createRegistrationToken({ computerId: lost.computerId });
+      const rebuilt = await bootstrap(options(fresh, { token: rebuildToken, computerId: lost.computerId }));
+      expect(rebuilt.computerId).toBe(lost.computerId);
+      const back = await waitFor(`${title} answering on the new host`, async () => {
+        const instance = await startedInstance(title);
+        const url = instance.connectionParameters["url-ipv4"] ?? "";
+        const page = await fresh.exec(`curl -sS -g --max-time 3 '${url}'`);
+        return page.exitCode === 0 && page.stdout === `Hello from ${title}` ? instance : null;
+      });
+      expect(back.computerId).toBe(lost.computerId);
+    });
+
+    it("uninstalls a node completely: no user, address, tap, process or file of ours is left", async () => {
+      const second = hosts[1] as TestHost;
+      expect((await leftovers(second)).trim()).not.toBe("");
+      const result = await uninstall({ target: options(second).target });
+      expect(result.computerId).toMatch(/^COMP-/);
+      expect((await leftovers(second)).trim()).toBe("");
+      await uninstall({ target: options(second).target });
     });
   },
 );
