@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { parseArgs } from "node:util";
 import { benchAgent } from "./agent.js";
+import { benchBootstrap } from "./bootstrap.js";
 import { benchFormat } from "./format.js";
 import { benchMaster } from "./master.js";
 import { benchSlap } from "./slap.js";
@@ -9,7 +10,7 @@ import { benchSlaposFormat } from "./slapos-format.js";
 // `npm run bench -- master [--computers N] [--partitions N] [--requests N] [--concurrency N]
 //  [--pollers N] [--seconds N]`, `npm run bench -- slap [--partitions N] [--concurrency N]
 //  [--seconds N]`, `npm run bench -- format [--partitions N]` and `npm run bench -- agent
-//  [--partitions N] [--requests N]` (the last two as root): print a summary and the JSON figures
+//  [--partitions N] [--requests N]`, `npm run bench -- bootstrap [--partitions N]` (the last three as root): print a summary and the JSON figures
 //  for bench/README.md.
 
 const { positionals, values } = parseArgs({
@@ -54,6 +55,24 @@ if (which === "slap") {
   );
   process.exit(0);
 }
+if (which === "bootstrap") {
+  const wheelhouse = process.env.SLAPOS_WHEELHOUSE;
+  if (!wheelhouse) {
+    console.error(
+      "set SLAPOS_WHEELHOUSE (or run through scripts/with-env.sh): the wheels of a node's Python environment",
+    );
+    process.exit(2);
+  }
+  const partitions = values.partitions === "100" ? 10 : Number(values.partitions);
+  const result = await benchBootstrap({ partitions, wheelhouse }, log);
+  console.log(
+    [
+      `bootstrap of a fresh host (${partitions} partitions): ${result.firstRunMs} ms (${result.commandsFirst} commands); re-run ${result.reRunMs} ms (${result.commandsReRun} commands)`,
+      JSON.stringify(result),
+    ].join("\n"),
+  );
+  process.exit(0);
+}
 if (which === "format" || which === "agent") {
   const venv = process.env.SLAPOS_VENV;
   if (!venv) {
@@ -85,7 +104,7 @@ if (which === "format" || which === "agent") {
   process.exit(0);
 }
 if (which !== "master") {
-  console.error(`unknown benchmark '${which}'; available: master, slap, format, agent`);
+  console.error(`unknown benchmark '${which}'; available: master, slap, format, agent, bootstrap`);
   process.exit(2);
 }
 const databaseUrl = process.env.BENCH_DATABASE_URL ?? process.env.TEST_DATABASE_URL;
