@@ -137,6 +137,10 @@ export class MasterClient {
   getComputer(computerId: string) {
     return this.call<Computer>("GET", `computers/${encodeURIComponent(computerId)}`);
   }
+  /** Retires a computer (refused while it hosts instances); its certificates are revoked. */
+  deregisterComputer(computerId: string) {
+    return this.call<{ ok: true }>("DELETE", `computers/${encodeURIComponent(computerId)}`);
+  }
   updateComputer(computerId: string, settings: ComputerSettings) {
     return this.call<Computer>("PATCH", `computers/${encodeURIComponent(computerId)}`, settings);
   }

@@ -1,7 +1,9 @@
 import { readFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
 import type { Command } from "commander";
+import { MasterClient } from "../../protocol/client.js";
 import type { ProgressEvent, SshTarget } from "../../slave-bootstrap/index.js";
+import { loadClientConfig } from "../client-config.js";
 
 interface BootstrapCommandOptions {
   master?: string;
@@ -18,6 +20,7 @@ interface BootstrapCommandOptions {
   wheelhouse?: string;
   uninstall?: boolean;
   keepData?: boolean;
+  config?: string;
 }
 
 /** `ssh://USER@HOST[:PORT]` (IPv6 hosts in brackets). */
@@ -63,6 +66,10 @@ export function registerBootstrapCommand(program: Command): void {
     .option("--wheelhouse <dir>", "wheels of the node's Python environment (default $SLAPOS_WHEELHOUSE)")
     .option("--uninstall", "remove the node: agent, instances, users, addresses, taps, files")
     .option("--keep-data", "with --uninstall: keep the partitions' directories")
+    .option(
+      "--config <file>",
+      "with --uninstall: the client configuration that deregisters the computer (default $SLAP_CONFIG, ~/.slap/config.json)",
+    )
     .action(async (url: string, options: BootstrapCommandOptions) => {
       const { user, host, port } = parseSshUrl(url);
       const target: SshTarget = {
@@ -76,6 +83,20 @@ export function registerBootstrapCommand(program: Command): void {
       if (options.uninstall) {
         const { uninstall } = await import("../../slave-bootstrap/uninstall.js");
         const result = await uninstall({ target, keepInstanceData: options.keepData }, printProgress);
+        const connection = await loadClientConfig(options.config);
+        if (result.computerId && connection) {
+          const client = new MasterClient(connection);
+          try {
+            await client.deregisterComputer(result.computerId);
+          } finally {
+            await client.close();
+          }
+          console.error(`deregistered computer ${result.computerId}`);
+        } else if (result.computerId) {
+          console.error(
+            `computer ${result.computerId} is still registered on the master: deregister it with a client configuration (--config)`,
+          );
+        }
         console.log(JSON.stringify(result));
         return;
       }

@@ -15,7 +15,7 @@ import type { Authority } from "../identity/authority.js";
 import type { Actor } from "./actor.js";
 import { issueRecordedCertificate } from "./certificates.js";
 import { bumpComputers } from "./changes.js";
-import { forbidden, invalid, notFound } from "./errors.js";
+import { conflict, forbidden, invalid, notFound } from "./errors.js";
 import { newId } from "./ids.js";
 
 export interface PartitionLayout {
@@ -304,6 +304,42 @@ export async function updateComputer(
   if (Object.keys(changes).length === 0) return viewOne(db, computer);
   const [updated] = await db.update(computers).set(changes).where(eq(computers.id, id)).returning();
   return viewOne(db, updated ?? computer);
+}
+
+/**
+ * Retires a computer for good: its certificates are revoked, it takes no more instances, and its
+ * id cannot be registered again. Refused while any of its partitions holds an instance: destroy
+ * them first, or rebuild the computer on another host instead.
+ */
+export async function deregisterComputer(db: Db, actor: Actor, id: string): Promise<void> {
+  await db.transaction(async (tx) => {
+    const [computer] = await tx.select().from(computers).where(eq(computers.id, id)).for("update");
+    if (!computer || computer.deregisteredAt) throw notFound(`no computer ${id}`);
+    authorize(actor, computer, "manage");
+    const busy = await tx
+      .select({ reference: partitions.reference })
+      .from(partitions)
+      .where(and(eq(partitions.computerId, id), sql`${partitions.instanceId} is not null`));
+    if (busy.length > 0) {
+      throw conflict(
+        `computer ${id} still hosts instances (${busy.map((row) => row.reference).join(", ")}): destroy them first, or rebuild the computer on another host`,
+      );
+    }
+    const now = new Date();
+    await tx
+      .update(certificates)
+      .set({ revokedAt: now })
+      .where(
+        and(
+          eq(certificates.kind, "computer"),
+          eq(certificates.subjectId, id),
+          isNull(certificates.revokedAt),
+        ),
+      );
+    await tx.update(computers).set({ deregisteredAt: now }).where(eq(computers.id, id));
+    // Wakes the node's long poll, which then learns that the computer is gone.
+    await bumpComputers(tx, [id]);
+  });
 }
 
 export async function getComputer(db: Db, actor: Actor, id: string): Promise<ComputerView> {

@@ -284,12 +284,54 @@ describeWith(
       expect(back.computerId).toBe(lost.computerId);
     });
 
-    it("uninstalls a node completely: no user, address, tap, process or file of ours is left", async () => {
+    it("uninstalls a node completely (no user, address, tap, process or file of ours left) and deregisters it", async () => {
       const second = hosts[1] as TestHost;
+      const computerId =
+        (await admin.listInstances()).find((i) => i.title === `web-${second.name}`)?.computerId ?? "";
+      await expect(admin.deregisterComputer(computerId)).rejects.toThrow("still hosts instances");
+      await admin.requestInstance({
+        title: `web-${second.name}`,
+        softwareReleaseUrl: RELEASE,
+        parameters: { port: "8080" },
+        state: "destroyed",
+        sla: { computer_guid: computerId },
+      });
+      await waitFor("its partitions free", async () =>
+        (await admin.getComputer(computerId)).partitions.every((partition) => partition.state === "free"),
+      );
+      const nodeIdentity = {
+        url: master.url,
+        ca: masterCa,
+        certificate: await second.execOrThrow("cat /etc/opt/slapos/ssl/computer.crt"),
+        key: await second.execOrThrow("cat /etc/opt/slapos/ssl/computer.key"),
+      };
       expect((await leftovers(second)).trim()).not.toBe("");
-      const result = await uninstall({ target: options(second).target });
-      expect(result.computerId).toMatch(/^COMP-/);
+      await writeFile(join(directory, "admin.json"), await readFile(master.adminConfigPath, "utf8"));
+      const key = join(directory, "second.key");
+      await writeFile(key, second.privateKey, { mode: 0o600 });
+      const removed = await execa(
+        "node",
+        [
+          resolve("dist/cli/main.js"),
+          "bootstrap",
+          `ssh://root@${second.ipv4}`,
+          "--identity",
+          key,
+          "--host-key",
+          second.hostKeyFingerprint,
+          "--uninstall",
+          "--config",
+          join(directory, "admin.json"),
+        ],
+        { reject: false, all: true },
+      );
+      expect(removed.exitCode, removed.all).toBe(0);
+      expect(removed.all).toContain(`deregistered computer ${computerId}`);
       expect((await leftovers(second)).trim()).toBe("");
+      await expect(admin.getComputer(computerId)).rejects.toThrow(`no computer ${computerId}`);
+      const node = new MasterClient(nodeIdentity);
+      await expect(node.desiredState(computerId)).rejects.toMatchObject({ status: 401, kind: "unauthenticated" });
+      await node.close();
       await uninstall({ target: options(second).target });
     });
   },

@@ -1,6 +1,6 @@
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import { ComputerSettings, ComputerView, SoftwareView, SupplyRequest } from "../../../protocol/api.js";
-import { getComputer, listComputers, updateComputer } from "../../model/computers.js";
+import { deregisterComputer, getComputer, listComputers, updateComputer } from "../../model/computers.js";
 import { supplySoftware } from "../../model/software.js";
 import type { MasterEnv } from "../context.js";
 import { validationHook } from "../errors.js";
@@ -31,6 +31,20 @@ export const computerRoutes = new OpenAPIHono<MasterEnv>({ defaultHook: validati
     }),
     async (c) =>
       c.json(await getComputer(c.get("services").db, actorOf(c), c.req.valid("param").computerId), 200),
+  )
+  .openapi(
+    createRoute({
+      method: "delete",
+      path: "/computers/{computerId}",
+      tags,
+      summary: "Deregister a computer (refused while it hosts instances): its certificates are revoked",
+      request: { params: ComputerParams },
+      responses: responses(z.object({ ok: z.literal(true) })),
+    }),
+    async (c) => {
+      await deregisterComputer(c.get("services").db, actorOf(c), c.req.valid("param").computerId);
+      return c.json({ ok: true as const }, 200);
+    },
   )
   .openapi(
     createRoute({
