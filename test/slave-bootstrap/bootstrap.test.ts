@@ -330,7 +330,10 @@ describeWith(
       expect((await leftovers(second)).trim()).toBe("");
       await expect(admin.getComputer(computerId)).rejects.toThrow(`no computer ${computerId}`);
       const node = new MasterClient(nodeIdentity);
-      await expect(node.desiredState(computerId)).rejects.toMatchObject({ status: 401, kind: "unauthenticated" });
+      await expect(node.desiredState(computerId)).rejects.toMatchObject({
+        status: 401,
+        kind: "unauthenticated",
+      });
       await node.close();
       await uninstall({ target: options(second).target });
     });
