@@ -57,7 +57,7 @@ export function registerBootstrapCommand(program: Command): void {
     .option("--identity <file>", "the SSH private key (default: the agent at $SSH_AUTH_SOCK)")
     .option("--host-key <fingerprint>", "the host's key, SHA256:... as ssh-keygen -lf prints it")
     .option("--trust-on-first-use", "accept the key the host presents (printed) when none is pinned")
-    .option("--ca <file>", "the master's CA certificate (PEM)")
+    .option("--ca <file>", "the master's CA certificate (PEM; default: the client configuration's)")
     .option("--partitions <n>", "partitions to format", "10")
     .option("--interface <name>", "the interface carrying the partitions' addresses", "eth0")
     .option("--ipv4-network <cidr>", "the partitions' local IPv4 network", "10.0.0.0/16")
@@ -68,7 +68,7 @@ export function registerBootstrapCommand(program: Command): void {
     .option("--keep-data", "with --uninstall: keep the partitions' directories")
     .option(
       "--config <file>",
-      "with --uninstall: the client configuration that deregisters the computer (default $SLAP_CONFIG, ~/.slap/config.json)",
+      "a client configuration (admin.json): the master's CA, and with --uninstall who deregisters the computer (default $SLAP_CONFIG, ~/.slap/config.json)",
     )
     .action(async (url: string, options: BootstrapCommandOptions) => {
       const { user, host, port } = parseSshUrl(url);
@@ -118,7 +118,7 @@ export function registerBootstrapCommand(program: Command): void {
         {
           target,
           masterUrl: options.master,
-          masterCa: options.ca ? await readFile(options.ca, "utf8") : "",
+          masterCa,
           token: options.token,
           computerId: options.computer,
           partitionCount,
