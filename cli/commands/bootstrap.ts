@@ -108,9 +108,12 @@ export function registerBootstrapCommand(program: Command): void {
       const wheelhouse = options.wheelhouse ?? process.env.SLAPOS_WHEELHOUSE;
       if (!wheelhouse)
         throw new Error("--wheelhouse DIR (or $SLAPOS_WHEELHOUSE, set by scripts/setup.sh) is required");
-      if (options.master.startsWith("https:") && !options.ca) {
+      const masterCa = options.ca
+        ? await readFile(options.ca, "utf8")
+        : ((await loadClientConfig(options.config))?.ca ?? "");
+      if (options.master.startsWith("https:") && !masterCa) {
         throw new Error(
-          "--ca FILE is required for an https master: the node checks the master's certificate with it",
+          "the master's CA is needed for an https master (the node checks the master's certificate with it): --ca FILE or --config admin.json",
         );
       }
       const { bootstrap } = await import("../../slave-bootstrap/index.js");
