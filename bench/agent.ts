@@ -1,12 +1,10 @@
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import pino from "pino";
-import { type ClientConfig, startMaster } from "../master/server.js";
-import { MasterClient } from "../protocol/client.js";
 import { TestNetwork } from "../test/hosts/network.js";
 import { NodeOnHost } from "../test/slave/node-on-host.js";
+import { startNetworkMaster } from "../test/support/network-master.js";
 import { summarize } from "./stats.js";
 
 // The agent's targets (DESIGN.md): request -> instance started with its connection parameters
@@ -49,20 +47,14 @@ export async function benchAgent(
   const release = join(repoRoot, "examples/software/hello-web/software.cfg");
   const directory = await mkdtemp(join(tmpdir(), "bench-agent-"));
   const network = await TestNetwork.create();
-  const master = await startMaster({
-    dataDir: join(directory, "master"),
-    host: network.gatewayIpv4,
-    port: 0,
-    logger: pino({ level: "silent" }),
-  });
-  const adminConfig = JSON.parse(await readFile(master.adminConfigPath, "utf8")) as ClientConfig;
-  const admin = new MasterClient({ ...adminConfig, url: master.url });
+  const running = await startNetworkMaster(network, directory);
+  const { master, admin } = running;
   try {
     const host = await network.addHost({ sharedReadOnly: [options.venv] });
     const node = await NodeOnHost.install(
       host,
       { masterUrl: master.url, partitionAmount: options.partitions, pythonEnvironment: options.venv },
-      adminConfig.ca ?? "",
+      running.ca,
     );
     const computerId = await node.register((await admin.createRegistrationToken()).token);
     log(`formatting ${options.partitions} partitions`);
@@ -113,8 +105,7 @@ export async function benchAgent(
       instances: options.requests + 1,
     };
   } finally {
-    await admin.close();
-    await master.close();
+    await running.close();
     await network.destroy();
     await rm(directory, { recursive: true, force: true });
   }

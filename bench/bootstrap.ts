@@ -1,12 +1,10 @@
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import pino from "pino";
-import { type ClientConfig, startMaster } from "../master/server.js";
-import { MasterClient } from "../protocol/client.js";
 import { bootstrap } from "../slave-bootstrap/index.js";
 import { TestNetwork } from "../test/hosts/network.js";
+import { startNetworkMaster } from "../test/support/network-master.js";
 
 // Bootstrap's figures: a fresh test host (its own network namespace, /etc, empty /opt and /srv,
 // a real sshd) made a node over SSH against a master on this machine, then the same run again.
@@ -31,14 +29,8 @@ export async function benchBootstrap(
     throw new Error("the bootstrap benchmark creates a test host: run it as root");
   const directory = await mkdtemp(join(tmpdir(), "bench-bootstrap-"));
   const network = await TestNetwork.create();
-  const master = await startMaster({
-    dataDir: join(directory, "master"),
-    host: network.gatewayIpv4,
-    port: 0,
-    logger: pino({ level: "silent" }),
-  });
-  const adminConfig = JSON.parse(await readFile(master.adminConfigPath, "utf8")) as ClientConfig;
-  const admin = new MasterClient({ ...adminConfig, url: master.url });
+  const running = await startNetworkMaster(network, directory);
+  const { master, admin } = running;
   try {
     const host = await network.addHost();
     const settings = {
@@ -49,7 +41,7 @@ export async function benchBootstrap(
         hostKey: host.hostKeyFingerprint,
       },
       masterUrl: master.url,
-      masterCa: adminConfig.ca ?? "",
+      masterCa: running.ca,
       partitionCount: options.partitions,
       ipv4LocalNetwork: "10.202.0.0/16",
       wheelhouse: options.wheelhouse,
@@ -80,8 +72,7 @@ export async function benchBootstrap(
       commandsReRun: again.commands.length,
     };
   } finally {
-    await admin.close();
-    await master.close();
+    await running.close();
     await network.destroy();
     await rm(directory, { recursive: true, force: true });
   }

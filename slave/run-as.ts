@@ -89,7 +89,7 @@ function groupAlive(pgid: number): boolean {
  * After a reboot the number may belong to someone else: only a leader whose command line names
  * the same directory is ours.
  */
-async function killLeftover(pidFile: string, directory: string): Promise<void> {
+export async function killLeftover(pidFile: string, directory: string): Promise<void> {
   const pgid = Number((await readFile(pidFile, "utf8").catch(() => "")).trim());
   const command = await readFile(`/proc/${pgid}/cmdline`, "utf8").catch(() => "");
   if (Number.isInteger(pgid) && pgid > 1 && command.includes(directory) && groupAlive(pgid)) {

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import type { Logger } from "pino";
 import type { DesiredState } from "../protocol/client.js";
 import type { NodeConfig } from "./config.js";
-import { type RunUser, runAs, SYSTEM_PATH, tail } from "./run-as.js";
+import { killLeftover, type RunUser, runAs, SYSTEM_PATH, tail } from "./run-as.js";
 
 export type SoftwareEntry = DesiredState["software"][number];
 
@@ -15,17 +15,22 @@ export type SoftwareReport =
 
 export const COMPLETED_FILE = ".completed";
 export const BUILD_LOG_FILE = ".slap-build.log";
+const BUILD_PID_FILE = ".slap-build.pid";
+
+function exists(path: string): Promise<boolean> {
+  return access(path).then(
+    () => true,
+    () => false,
+  );
+}
 
 /** `<software_root>/<md5 hex of the URL>`, as slapgrid names it. */
 export function softwarePath(config: NodeConfig, url: string): string {
   return join(config.softwareRoot, createHash("md5").update(url).digest("hex"));
 }
 
-export async function isInstalled(config: NodeConfig, url: string): Promise<boolean> {
-  return access(join(softwarePath(config, url), COMPLETED_FILE)).then(
-    () => true,
-    () => false,
-  );
+export function isInstalled(config: NodeConfig, url: string): Promise<boolean> {
+  return exists(join(softwarePath(config, url), COMPLETED_FILE));
 }
 
 /** The buildout the node runs, from its own Python environment. */
@@ -48,10 +53,7 @@ export async function processSoftware(
   const path = softwarePath(config, entry.url);
   const log = logger.child({ software: entry.url, path });
   if (entry.requestedState === "destroyed") {
-    const present = await access(path).then(
-      () => true,
-      () => false,
-    );
+    const present = await exists(path);
     if (present) {
       log.info("removing software release");
       await rm(path, { recursive: true, force: true });
@@ -63,6 +65,14 @@ export async function processSoftware(
 
   log.info("building software release");
   await report({ url: entry.url, state: "building" });
+  const pidFile = join(path, BUILD_PID_FILE);
+  if (await exists(pidFile)) {
+    // A build cut off half-way (the agent was killed) leaves buildout's state half-written:
+    // start over from an empty directory rather than from whatever it left.
+    log.warn("the previous build of this release was interrupted: starting over");
+    await killLeftover(pidFile, path);
+    await rm(path, { recursive: true, force: true });
+  }
   await mkdir(path, { recursive: true, mode: 0o755 });
   if (softwareUser) await chown(path, softwareUser.uid, softwareUser.gid);
   const buildoutCfg = join(path, "buildout.cfg");
@@ -88,7 +98,7 @@ export async function processSoftware(
       cwd: path,
       env: { PATH: SYSTEM_PATH, HOME: config.softwareRoot, LANG: "C.UTF-8", PYTHONNOUSERSITE: "true" },
       timeoutMs: config.softwareTimeoutSeconds * 1000,
-      pidFile: join(path, ".slap-build.pid"),
+      pidFile,
     },
   );
   const output = build.output;

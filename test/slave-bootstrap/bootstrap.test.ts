@@ -2,14 +2,14 @@ import { copyFile, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { execa } from "execa";
-import pino from "pino";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { type ClientConfig, type RunningMaster, startMaster } from "../../master/server.js";
+import type { RunningMaster } from "../../master/server.js";
 import { MasterClient } from "../../protocol/client.js";
 import { type BootstrapOptions, bootstrap, type ProgressEvent } from "../../slave-bootstrap/index.js";
 import { HostKeyMismatchError } from "../../slave-bootstrap/ssh.js";
 import { uninstall } from "../../slave-bootstrap/uninstall.js";
 import { SUDO_USER, type TestHost, TestNetwork, testHostRequirements } from "../hosts/index.js";
+import { type NetworkMaster, startNetworkMaster } from "../support/network-master.js";
 import { describeWith, requires } from "../support/requirements.js";
 
 const RELEASE = resolve("examples/software/hello-web/software.cfg");
@@ -25,6 +25,7 @@ describeWith(
     let master: RunningMaster;
     let admin: MasterClient;
     let masterCa: string;
+    let running: NetworkMaster;
 
     const options = (host: TestHost, overrides: Partial<BootstrapOptions> = {}): BootstrapOptions => ({
       target: {
@@ -96,19 +97,11 @@ describeWith(
       network = await TestNetwork.create();
       hosts = [];
       for (let index = 0; index < 5; index += 1) hosts.push(await network.addHost());
-      master = await startMaster({
-        dataDir: join(directory, "master"),
-        host: network.gatewayIpv4,
-        port: 0,
-        logger: pino({ level: "silent" }),
-      });
-      const adminConfig = JSON.parse(await readFile(master.adminConfigPath, "utf8")) as ClientConfig;
-      masterCa = adminConfig.ca ?? "";
-      admin = new MasterClient({ ...adminConfig, url: master.url });
+      running = await startNetworkMaster(network, directory);
+      ({ master, admin, ca: masterCa } = running);
     }, 120_000);
     afterAll(async () => {
-      await admin?.close();
-      await master?.close();
+      await running?.close();
       await network?.destroy();
       await rm(directory, { recursive: true, force: true });
     }, 60_000);

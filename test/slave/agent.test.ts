@@ -1,11 +1,11 @@
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import pino from "pino";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { type ClientConfig, type RunningMaster, startMaster } from "../../master/server.js";
-import { type Instance, MasterClient } from "../../protocol/client.js";
+import type { RunningMaster } from "../../master/server.js";
+import type { Instance, MasterClient } from "../../protocol/client.js";
 import { type TestHost, TestNetwork, testHostRequirements } from "../hosts/index.js";
+import { type NetworkMaster, startNetworkMaster } from "../support/network-master.js";
 import { describeWith, requires } from "../support/requirements.js";
 import { INSTANCE_ROOT, NodeOnHost, SOFTWARE_ROOT } from "./node-on-host.js";
 
@@ -42,17 +42,14 @@ describeWith(
     let node: NodeOnHost;
     let master: RunningMaster;
     let admin: MasterClient;
+    let running: NetworkMaster;
     let masterPort: number;
     let computerId: string;
 
     const startTestMaster = async (port = 0) => {
-      master = await startMaster({
-        dataDir: join(directory, "master"),
-        host: network.gatewayIpv4,
-        port,
-        logger: pino({ level: "silent" }),
-      });
-      return master;
+      running = await startNetworkMaster(network, directory, port);
+      master = running.master;
+      admin = running.admin;
     };
     const instance = async (title: string): Promise<Instance> => {
       const found = (await admin.listInstances()).find(
@@ -109,13 +106,6 @@ describeWith(
       host = await network.addHost({ sharedReadOnly: [process.env.SLAPOS_VENV ?? ""] });
       await startTestMaster();
       masterPort = Number(new URL(master.url).port);
-      const adminConfig = JSON.parse(await readFile(master.adminConfigPath, "utf8")) as ClientConfig;
-      admin = new MasterClient({
-        url: master.url,
-        ca: adminConfig.ca,
-        certificate: adminConfig.certificate,
-        key: adminConfig.key,
-      });
       node = await NodeOnHost.install(
         host,
         {
@@ -124,14 +114,13 @@ describeWith(
           reportIntervalSeconds: 2,
           pythonEnvironment: process.env.SLAPOS_VENV ?? "",
         },
-        adminConfig.ca ?? "",
+        running.ca,
       );
       const { token } = await admin.createRegistrationToken();
       computerId = await node.register(token);
     }, 120_000);
     afterAll(async () => {
-      await admin?.close();
-      await master?.close();
+      await running?.close();
       await network?.destroy();
       await rm(directory, { recursive: true, force: true });
     }, 60_000);
@@ -309,16 +298,16 @@ inline =
 EOF`);
       await admin.supply(computerId, slow);
       await request("web-slow", { port: "8084" }, "started", slow);
+      // Its buildout running: the agent records the build's process group while it runs.
       await waitFor(
-        "the slow release building",
-        async () =>
-          (await admin.getComputer(computerId)).software.some(
-            (s) => s.url === slow && s.reportedState === "building",
-          ),
+        "the slow release's buildout running",
+        async () => (await host.exec(`ls ${SOFTWARE_ROOT}/*/.slap-build.pid`)).exitCode === 0,
         node,
       );
+      expect((await admin.getComputer(computerId)).software.find((s) => s.url === slow)?.reportedState).toBe(
+        "building",
+      );
       await node.killAgent();
-      expect((await host.exec(`ls ${SOFTWARE_ROOT}/*/.slap-build.pid`)).exitCode).toBe(0);
       await node.startAgent();
       const partition = (await waitFor(
         "web-slow placed",
@@ -345,11 +334,11 @@ EOF`);
     it("keeps instances running without the master, and starts them from the cached state after a node restart", async () => {
       const a = await instance("web-a");
       const url = a.connectionParameters["url-ipv4"] ?? "";
-      await master.close();
+      await running.close();
       expect(await node.fetchInside(url)).toContain("from web-a");
       await node.killAgent();
       await host.execOrThrow(
-        `kill $(cat ${INSTANCE_ROOT}/var/run/supervisord.pid); while [ -S ${INSTANCE_ROOT}/sv.sock ] && pgrep -f supervisord >/dev/null; do sleep 0.1; done`,
+        `pid=$(cat ${INSTANCE_ROOT}/var/run/supervisord.pid); kill $pid; while kill -0 $pid 2>/dev/null; do sleep 0.1; done`,
       );
       expect(await node.fetchInside(url)).toBeNull();
       await node.startAgent();
