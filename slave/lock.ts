@@ -1,14 +1,6 @@
 import { mkdir, open, readFile, rm } from "node:fs/promises";
 import { dirname } from "node:path";
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
+import { isAlive } from "./proc.js";
 
 /**
  * One agent at a time per node: a pid file taken with O_EXCL. A file left by a dead process is
@@ -25,7 +17,7 @@ export async function acquireAgentLock(path: string): Promise<() => Promise<void
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
       const holder = Number((await readFile(path, "utf8").catch(() => "")).trim());
-      if (Number.isInteger(holder) && holder > 0 && isAlive(holder)) {
+      if (Number.isInteger(holder) && holder > 0 && (await isAlive(holder))) {
         throw new Error(
           `another slap agent (pid ${holder}) is working on this node; wait for it or stop it (lock ${path})`,
         );

@@ -13,8 +13,8 @@ export type SoftwareReport =
   | { url: string; state: "building" | "available" | "destroyed" }
   | { url: string; state: "error"; errorLog: string };
 
-export const COMPLETED_FILE = ".completed";
-export const BUILD_LOG_FILE = ".slap-build.log";
+const COMPLETED_FILE = ".completed";
+const BUILD_LOG_FILE = ".slap-build.log";
 const BUILD_PID_FILE = ".slap-build.pid";
 
 function exists(path: string): Promise<boolean> {

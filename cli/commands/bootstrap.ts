@@ -24,7 +24,7 @@ interface BootstrapCommandOptions {
 }
 
 /** `ssh://USER@HOST[:PORT]` (IPv6 hosts in brackets). */
-export function parseSshUrl(url: string): { user: string; host: string; port: number } {
+function parseSshUrl(url: string): { user: string; host: string; port: number } {
   let parsed: URL;
   try {
     parsed = new URL(url);

@@ -32,7 +32,7 @@ export interface AddressPlanInput {
   reference: (index: number) => string;
 }
 
-export const IPV4_NETMASK = "255.255.255.255";
+const IPV4_NETMASK = "255.255.255.255";
 const FIRST_IPV4_HOST = 1n;
 const FIRST_IPV6_HOST = 2n;
 /** A node's IPv6 block: room for 65534 partitions. */

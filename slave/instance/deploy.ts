@@ -13,7 +13,7 @@ export const TIMESTAMP_FILE = ".timestamp";
 export type DeployOutcome = "unchanged" | "deployed" | "stopped" | "destroyed" | "failed" | "free";
 
 /** Who the partition's buildout and processes run as: its owner, or the agent itself without user switching. */
-export function partitionUser(context: AgentContext, partition: LocalPartition): RunUser {
+function partitionUser(context: AgentContext, partition: LocalPartition): RunUser {
   return context.config.format.alterUser ? { uid: partition.user.uid, gid: partition.user.gid } : null;
 }
 

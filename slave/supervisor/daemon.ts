@@ -4,10 +4,10 @@ import { dirname } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { execa } from "execa";
 import type { Logger } from "pino";
+import { bootTime, commandLine, isAlive, signal, terminateSession, waitUntilGone } from "../proc.js";
 import { SYSTEM_PATH, tail } from "../run-as.js";
 import { renderMainConfig, type SupervisorPaths } from "./config.js";
 import { removeIfExists, writeIfChanged } from "./files.js";
-import { bootTime, commandLine, isAlive, signal, terminateSession, waitUntilGone } from "./proc.js";
 import { ignoreFault, isFault, type SupervisorRpc } from "./rpc.js";
 import { XmlRpcError } from "./xmlrpc.js";
 

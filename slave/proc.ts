@@ -1,8 +1,8 @@
 import { readdir, readFile } from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
 
-// Linux process facts read from /proc, to tell a live supervisord from a stale pid file and to
-// find what a killed supervisord left running.
+// Linux process facts read from /proc: whether a process lives (a zombie does not), its command
+// line, its session; for the agent's lock and for supervisord's recovery.
 
 interface ProcessStat {
   /** R, S, D, Z (zombie)... */
@@ -45,7 +45,7 @@ export async function bootTime(): Promise<number> {
 }
 
 /** Every live process of a session. */
-export async function sessionMembers(session: number): Promise<number[]> {
+async function sessionMembers(session: number): Promise<number[]> {
   const pids = (await readdir("/proc")).filter((entry) => /^\d+$/.test(entry)).map(Number);
   const members: number[] = [];
   for (const pid of pids) {
