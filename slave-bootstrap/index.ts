@@ -37,6 +37,12 @@ export interface BootstrapOptions {
   agentBundle: string;
   /** The Python version the wheelhouse was built for. */
   python?: string;
+  /**
+   * A URL (http, https or file) under which the instances of a rebuilt node find their backups.
+   * Every instance receives it as `[slap-instance] restore-from`; a release that keeps data
+   * restores it from there when its data is missing (see examples/software/hello-web).
+   */
+  restoreFrom?: string;
 }
 
 export interface BootstrapResult {
@@ -49,6 +55,21 @@ export interface BootstrapResult {
   commands: CommandRecord[];
 }
 
+/** The URL goes into an INI file and a buildout profile: one line, no comment characters. */
+function checkRestoreUrl(url: string): void {
+  let protocol: string;
+  try {
+    protocol = new URL(url).protocol;
+  } catch {
+    throw new Error(`restoreFrom '${url}' is not a URL; give an http://, https:// or file:// URL`);
+  }
+  if (!["http:", "https:", "file:"].includes(protocol) || /[\s;#$]/.test(url)) {
+    throw new Error(
+      `restoreFrom '${url}' must be an http://, https:// or file:// URL without spaces, ';', '#' or '$'`,
+    );
+  }
+}
+
 /**
  * Makes a host reachable over SSH a registered, formatted node running the agent. Every step
  * checks before it acts, so a run interrupted anywhere is finished by the next one, and a run on a
@@ -58,6 +79,7 @@ export async function bootstrap(
   options: BootstrapOptions,
   progress: Progress = () => {},
 ): Promise<BootstrapResult> {
+  if (options.restoreFrom !== undefined) checkRestoreUrl(options.restoreFrom);
   const remote = await step(progress, "connect", async () => {
     const connected = await RemoteHost.connect(options.target);
     return { changed: false, detail: `${connected.name}, host key ${connected.hostKey}`, connected };
@@ -96,6 +118,7 @@ export async function bootstrap(
           interfaceName: options.interfaceName ?? "eth0",
           ipv4LocalNetwork: options.ipv4LocalNetwork ?? "10.0.0.0/16",
           createTap: options.createTap ?? true,
+          restoreFrom: options.restoreFrom,
         }),
         0o644,
       );

@@ -114,6 +114,7 @@ export interface NodeSettings {
   interfaceName: string;
   ipv4LocalNetwork: string;
   createTap: boolean;
+  restoreFrom?: string;
 }
 
 /** The node's configuration, in SlapOS's names (slave/config.ts reads it). */
@@ -129,6 +130,7 @@ export function nodeConfig(settings: NodeSettings): string {
     `software_root = ${REMOTE.softwareRoot}`,
     `instance_root = ${REMOTE.instanceRoot}`,
     `python_environment = ${REMOTE.pythonEnvironment}`,
+    ...(settings.restoreFrom ? [`restore_from = ${settings.restoreFrom}`] : []),
     "",
     "[slapformat]",
     `partition_amount = ${settings.partitionCount}`,

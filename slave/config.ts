@@ -36,6 +36,11 @@ export interface NodeConfig {
   reportIntervalSeconds: number;
   /** The last desired state received, used when the master is unreachable. */
   desiredStateCache: string;
+  /**
+   * `restore_from` (ours): a URL under which the instances of a rebuilt node find their backups,
+   * given to every instance as `[slap-instance] restore-from`; empty when there is nothing to restore.
+   */
+  restoreFrom: string;
   format: FormatConfig;
 }
 
@@ -139,6 +144,7 @@ export function parseNodeConfig(
     fullPassIntervalSeconds: number(slapos, "slapos", "full_pass_interval", 300, 1),
     reportIntervalSeconds: number(slapos, "slapos", "report_interval", 60, 1),
     desiredStateCache: text(slapos, "desired_state_cache") ?? join(instanceRoot, "var", "desired-state.json"),
+    restoreFrom: text(slapos, "restore_from") ?? "",
     format: {
       partitionAmount: number(slapformat, "slapformat", "partition_amount", 10),
       interfaceName: text(slapformat, "interface_name") ?? "lo",

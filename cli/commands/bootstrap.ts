@@ -2,8 +2,8 @@ import { readFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
 import type { Command } from "commander";
 import { MasterClient } from "../../protocol/client.js";
+import { loadClientConfig } from "../../protocol/client-config.js";
 import type { ProgressEvent, SshTarget } from "../../slave-bootstrap/index.js";
-import { loadClientConfig } from "../client-config.js";
 
 interface BootstrapCommandOptions {
   master?: string;
@@ -17,6 +17,7 @@ interface BootstrapCommandOptions {
   ipv4Network: string;
   tap: boolean;
   computer?: string;
+  restoreFrom?: string;
   wheelhouse?: string;
   uninstall?: boolean;
   keepData?: boolean;
@@ -63,6 +64,10 @@ export function registerBootstrapCommand(program: Command): void {
     .option("--ipv4-network <cidr>", "the partitions' local IPv4 network", "10.0.0.0/16")
     .option("--no-tap", "no tap interface per partition")
     .option("--computer <id>", "the computer this host must be (to rebuild a lost one)")
+    .option(
+      "--restore-from <url>",
+      "with --computer: where the instances find their backups (given to each as restore-from)",
+    )
     .option("--wheelhouse <dir>", "wheels of the node's Python environment (default $SLAPOS_WHEELHOUSE)")
     .option("--uninstall", "remove the node: agent, instances, users, addresses, taps, files")
     .option("--keep-data", "with --uninstall: keep the partitions' directories")
@@ -124,6 +129,7 @@ export function registerBootstrapCommand(program: Command): void {
           masterCa,
           token: options.token,
           computerId: options.computer,
+          restoreFrom: options.restoreFrom,
           partitionCount,
           interfaceName: options.interface,
           ipv4LocalNetwork: options.ipv4Network,

@@ -106,6 +106,7 @@ export function buildoutTail(
       ["tap", data.tap ?? ""],
       ["instance-file", `${partition.path}/${INSTANCE_FILE}`],
       ["publish-file", `${partition.path}/${PUBLISH_FILE}`],
+      ["restore-from", config.restoreFrom],
       ...Object.entries(instance.parameters).map(
         ([key, value]) => [`configuration.${key}`, value] as [string, string],
       ),

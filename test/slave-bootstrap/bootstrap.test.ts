@@ -1,4 +1,6 @@
 import { copyFile, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { execa } from "execa";
@@ -207,6 +209,28 @@ describeWith(
       expect((await third.exec("test -e /etc/opt/slapos/ssl/computer.crt")).exitCode).not.toBe(0);
     });
 
+    it("copies this machine's Node to a host that has none, and runs the agent on it", async () => {
+      const third = hosts[2] as TestHost;
+      // This host's mounts are its own: its Node disappears for it alone.
+      await third.execOrThrow("mount --bind /dev/null /usr/bin/node");
+      expect((await third.exec("node --version")).exitCode).not.toBe(0);
+      const events: ProgressEvent[] = [];
+      const result = await bootstrap(options(third, { token: await token() }), (event) => events.push(event));
+      expect(events.find((event) => event.step === "node runtime" && event.status !== "started")).toEqual({
+        step: "node runtime",
+        status: "done",
+        detail: `copied ${process.version}`,
+      });
+      expect((await admin.getComputer(result.computerId)).partitions).toHaveLength(3);
+      const agents = await hostProcesses(third, "[s]lap-node.mjs node run");
+      expect(agents).toHaveLength(1);
+      expect(await third.execOrThrow(`tr '\\0' ' ' < /proc/${agents[0]}/cmdline`)).toMatch(
+        /^\/opt\/slapos\/node\/bin\/node /,
+      );
+      const again = await bootstrap(options(third));
+      expect(again.changed).toEqual([]);
+    });
+
     it.each([
       { point: "while the Python environment installs", hostIndex: 4, marker: "test -d /opt/slapos/wheels" },
       { point: "while format runs", hostIndex: 5, marker: "test -d /srv/slapgrid/slappart0" },
@@ -263,23 +287,60 @@ describeWith(
       },
     );
 
-    it("rebuilds a lost node on a fresh host as the same computer, with its instances", async () => {
+    it("rebuilds a lost node on a fresh host as the same computer, with its instances and their data", async () => {
       const [first, , , fresh] = hosts as [TestHost, TestHost, TestHost, TestHost];
       const lost = await bootstrap(options(first));
       const title = `web-${first.name}`;
-      // The host is lost: everything of ours on it is gone.
-      await uninstall({ target: options(first).target });
-      expect((await leftovers(first)).trim()).toBe("");
-      const { token: rebuildToken } = await admin.createRegistrationToken({ computerId: lost.computerId });
-      const rebuilt = await bootstrap(options(fresh, { token: rebuildToken, computerId: lost.computerId }));
-      expect(rebuilt.computerId).toBe(lost.computerId);
-      const back = await waitFor(`${title} answering on the new host`, async () => {
-        const instance = await startedInstance(title);
-        const url = instance.connectionParameters["url-ipv4"] ?? "";
-        const page = await fresh.exec(`curl -sS -g --max-time 3 '${url}'`);
-        return page.exitCode === 0 && page.stdout === `Hello from ${title}` ? instance : null;
+      const before = await startedInstance(title);
+      // The instance keeps data (files it serves); the operator backs them up with the release's script.
+      const partition = `/srv/slapgrid/${before.partitionReference}`;
+      const user = (before.partitionReference ?? "").replace("slappart", "slapuser");
+      await first.execOrThrow(
+        `runuser -u ${user} -- sh -c 'echo kept across hosts > ${partition}/srv/www/files/note.txt'`,
+      );
+      const archive = await first.execOrThrow(`${partition}/bin/backup-files | base64 -w0`);
+      const backups = createServer((request, response) => {
+        const body =
+          request.url === `/backups/${before.id}/files.tar.gz` ? Buffer.from(archive, "base64") : null;
+        response.writeHead(body ? 200 : 404).end(body ?? "no such backup");
       });
-      expect(back.computerId).toBe(lost.computerId);
+      await new Promise<void>((listening) => backups.listen(0, network.gatewayIpv4, listening));
+      const { port } = backups.address() as AddressInfo;
+      try {
+        // The host is lost: everything of ours on it is gone.
+        await uninstall({ target: options(first).target });
+        expect((await leftovers(first)).trim()).toBe("");
+        const { token: rebuildToken } = await admin.createRegistrationToken({ computerId: lost.computerId });
+        const rebuilt = await bootstrap(
+          options(fresh, {
+            token: rebuildToken,
+            computerId: lost.computerId,
+            restoreFrom: `http://${network.gatewayIpv4}:${port}/backups`,
+          }),
+        );
+        expect(rebuilt.computerId).toBe(lost.computerId);
+        const back = await waitFor(`${title} answering on the new host`, async () => {
+          const instance = await startedInstance(title);
+          const url = instance.connectionParameters["url-ipv4"] ?? "";
+          const page = await fresh.exec(`curl -sS -g --max-time 3 '${url}'`);
+          return page.exitCode === 0 && page.stdout === `Hello from ${title}` ? instance : null;
+        });
+        expect(back.computerId).toBe(lost.computerId);
+        const restored = await fresh.execOrThrow(
+          `curl -sS -g --fail --max-time 3 '${back.connectionParameters["url-ipv4"]}files/note.txt'`,
+        );
+        expect(restored.trim()).toBe("kept across hosts");
+      } finally {
+        backups.close();
+      }
+    });
+
+    it("refuses a restore URL it cannot pass on, before connecting", async () => {
+      const unreachable = { ...options(hosts[5] as TestHost), target: { host: "192.0.2.1", user: "root" } };
+      await expect(bootstrap({ ...unreachable, restoreFrom: "ftp://backups/" })).rejects.toThrow(
+        "must be an http://, https:// or file:// URL",
+      );
+      await expect(bootstrap({ ...unreachable, restoreFrom: "not a url" })).rejects.toThrow("is not a URL");
     });
 
     it("uninstalls a node completely (no user, address, tap, process or file of ours left) and deregisters it", async () => {

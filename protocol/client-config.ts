@@ -1,7 +1,7 @@
 import { readFile } from "node:fs/promises";
 import { homedir } from "node:os";
 import { join } from "node:path";
-import type { MasterConnection } from "../protocol/client.js";
+import type { MasterConnection } from "./client.js";
 
 /**
  * A person's client configuration (what `slap master start` writes as admin.json: url, ca,
