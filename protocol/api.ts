@@ -160,13 +160,21 @@ export const InstanceView = z
     rootId: z.string(),
     ownerId: z.string(),
     timestamp: z.number().int(),
+    reportedTimestamp: z.number().int().nullable(),
     createdAt: Timestamp,
     destroyedAt: Timestamp.nullable(),
   })
   .openapi("Instance");
 
 export const InstanceStateReport = z
-  .object({ state: z.enum(["started", "stopped", "error"]), errorLog: z.string().max(65_536).optional() })
+  .object({
+    state: z.enum(["started", "stopped", "error"]),
+    errorLog: z.string().max(65_536).optional(),
+    timestamp: z.number().int().nonnegative().optional().openapi({
+      description:
+        "The timestamp of the desired state the node deployed. A report about an older one is refused (409); absent, the report is about the current one.",
+    }),
+  })
   .strict()
   .openapi("InstanceStateReport");
 

@@ -166,6 +166,11 @@ export const softwareInstances = pgTable(
     hostInstanceId: text("host_instance_id"),
     /** SLAP timestamp (ms): changes exactly when the node must redeploy the instance. */
     timestamp: bigint("timestamp", { mode: "number" }).notNull(),
+    /**
+     * The timestamp of the version the last report was about (its publish, for a shared
+     * instance): a report says nothing about a version requested after it.
+     */
+    reportedTimestamp: bigint("reported_timestamp", { mode: "number" }),
     createdAt: createdAt(),
     /** Set once destruction is complete (partition freed, certificate revoked). */
     destroyedAt: timestamp("destroyed_at", { withTimezone: true }),

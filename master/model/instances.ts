@@ -55,14 +55,23 @@ export interface InstanceView {
   rootId: string;
   ownerId: string;
   timestamp: number;
+  /** The version the last report was about; the report says nothing about a newer one. */
+  reportedTimestamp: number | null;
   createdAt: string;
   destroyedAt: string | null;
 }
 
+/**
+ * What a requester should think of the instance. A report counts only for the version it was
+ * about: after a new request (a new timestamp), the instance is deploying until the node reports
+ * on that version, so nobody takes the old connection parameters or the old error for the new ones.
+ * A shared instance's "report" is its host publishing its connection parameters.
+ */
 function statusOf(row: InstanceRow, hasPlace: boolean): InstanceStatus {
   if (row.destroyedAt) return "destroyed";
   if (row.requestedState === "destroyed") return "destroying";
   if (!hasPlace) return "pending";
+  if (row.reportedTimestamp !== row.timestamp) return "deploying";
   if (row.reportedState === "error") return "error";
   if (row.shared) return Object.keys(row.connectionParameters).length > 0 ? "ready" : "deploying";
   return row.reportedState === row.requestedState ? "ready" : "deploying";
@@ -102,6 +111,7 @@ export async function viewInstances(executor: Executor, rows: InstanceRow[]): Pr
       rootId: row.rootId,
       ownerId: row.ownerId,
       timestamp: row.timestamp,
+      reportedTimestamp: row.reportedTimestamp,
       createdAt: row.createdAt.toISOString(),
       destroyedAt: row.destroyedAt?.toISOString() ?? null,
     };
@@ -406,12 +416,19 @@ export async function setConnectionParameters(
   return db.transaction(async (tx) => {
     const row = await loadInstance(tx, id, true);
     await authorize(tx, actor, row, "publish");
-    if (sameRecord(row.connectionParameters, parameters)) return viewOne(tx, row);
+    // A shared instance has no node report of its own: its host publishing for it is that report.
+    const reportsShared = row.shared && row.reportedTimestamp !== row.timestamp;
+    const same = sameRecord(row.connectionParameters, parameters);
+    if (same && !reportsShared) return viewOne(tx, row);
     const [updated] = await tx
       .update(softwareInstances)
-      .set({ connectionParameters: parameters })
+      .set({
+        connectionParameters: parameters,
+        ...(row.shared ? { reportedTimestamp: sql`${softwareInstances.timestamp}` } : {}),
+      })
       .where(eq(softwareInstances.id, id))
       .returning();
+    if (same) return viewOne(tx, updated ?? row);
     if (row.parentId) await bumpInstances(tx, [row.parentId]);
     const computerId = await computerOf(tx, row);
     if (computerId) await bumpComputers(tx, [computerId]); // its desired state shows them
@@ -419,26 +436,58 @@ export async function setConnectionParameters(
   });
 }
 
-/** The node reports what it achieved for an instance (and the error log when it failed). */
+export interface InstanceReportDetails {
+  /** The build or promise output, for an error. */
+  errorLog?: string;
+  /**
+   * The timestamp of the version the node deployed. Absent (the SLAP API: slapos nodes send
+   * none), the report is taken to be about the current version.
+   */
+  timestamp?: number;
+}
+
+/**
+ * The node reports what it achieved for an instance (and the error log when it failed). A report
+ * about another version than the current one is refused (conflict): the node deployed a version
+ * that was replaced meanwhile, and reports again once it deployed the current one.
+ */
 export async function reportInstanceState(
   db: Db,
   actor: Actor,
   id: string,
   state: Exclude<ReportedState, "destroyed">,
-  errorLog?: string,
+  details: InstanceReportDetails = {},
 ): Promise<InstanceView> {
   const row = await loadInstance(db, id);
   await authorize(db, actor, row, "report");
+  const { timestamp } = details;
+  // One conditional statement: a request changing the timestamp between the check and the
+  // write cannot slip an old report onto the new version.
   const [updated] = await db
     .update(softwareInstances)
     .set({
       reportedState: state,
       reportedAt: sql`now()`,
-      errorLog: state === "error" ? (errorLog ?? "") : null,
+      reportedTimestamp: timestamp ?? sql`${softwareInstances.timestamp}`,
+      errorLog: state === "error" ? (details.errorLog ?? "") : null,
     })
-    .where(eq(softwareInstances.id, id))
+    .where(
+      timestamp === undefined
+        ? eq(softwareInstances.id, id)
+        : and(eq(softwareInstances.id, id), eq(softwareInstances.timestamp, timestamp)),
+    )
     .returning();
-  return viewOne(db, updated ?? row);
+  if (updated) return viewOne(db, updated);
+  const current = await loadInstance(db, id);
+  if (timestamp === undefined) throw new Error(`instance ${id} vanished during its report`);
+  if (timestamp < current.timestamp) {
+    throw conflict(
+      `stale report for instance ${id}: it is about timestamp ${timestamp}, but timestamp ${current.timestamp} was requested since; deploy that version and report it`,
+    );
+  }
+  throw conflict(
+    `report for instance ${id} names timestamp ${timestamp}, which the master never requested (the current one is ${current.timestamp}); deploy the current desired state and report it`,
+  );
 }
 
 /** "Something broke, reprocess": every instance of the tree gets a new timestamp. */

@@ -308,6 +308,7 @@ export function createSlapApp() {
     const computerId = required(fields, "computer_id");
     return instanceInPartition(c.get("services").db, computerId, required(fields, "computer_partition_id"));
   };
+  // SLAP reports carry no timestamp: they are taken to be about the instance's current version.
   const instanceReport = (state: "started" | "stopped") => async (c: SlapContext) => {
     const instanceId = await partitionInstance(await form(c), c);
     if (instanceId) await reportInstanceState(c.get("services").db, actorOf(c), instanceId, state);
@@ -320,13 +321,9 @@ export function createSlapApp() {
     const fields = await form(c);
     const instanceId = fields("slave_reference") ?? (await partitionInstance(fields, c));
     if (instanceId) {
-      await reportInstanceState(
-        c.get("services").db,
-        actorOf(c),
-        instanceId,
-        "error",
-        fields("error_log") ?? "",
-      );
+      await reportInstanceState(c.get("services").db, actorOf(c), instanceId, "error", {
+        errorLog: fields("error_log") ?? "",
+      });
     }
     return text(c, "Ignored");
   });

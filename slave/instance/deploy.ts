@@ -1,5 +1,7 @@
 import { chmod, chown, mkdir, readdir, readFile, rm, symlink, unlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import type { Logger } from "pino";
+import { MasterApiError } from "../../protocol/client.js";
 import type { AgentContext } from "../context.js";
 import { type LocalPartition, RESOURCE_FILE } from "../partitions.js";
 import { checkPromises } from "../promise.js";
@@ -152,10 +154,33 @@ export function startProcesses(context: AgentContext, partition: LocalPartition)
   });
 }
 
+/**
+ * Reports the state of the version (timestamp) this pass deployed. The master refuses (409) a
+ * report about a version replaced meanwhile: the newer desired state is on its way, and its own
+ * deployment reports. That is the normal course of a quick re-request, not a failure.
+ */
+async function reportState(
+  context: AgentContext,
+  instance: PartitionInstance,
+  report: { state: "started" | "stopped" | "error"; errorLog?: string },
+  log: Logger,
+): Promise<void> {
+  try {
+    await context.client.reportInstance(instance.id, { ...report, timestamp: instance.timestamp });
+  } catch (error) {
+    if (!(error instanceof MasterApiError && error.status === 409)) throw error;
+    log.info(
+      { timestamp: instance.timestamp, state: report.state, reason: error.message },
+      "report not recorded: the master asks for a newer version of this instance, deployed next",
+    );
+  }
+}
+
 async function deploy(
   context: AgentContext,
   partition: LocalPartition,
   instance: PartitionInstance,
+  log: Logger,
 ): Promise<DeployOutcome> {
   const { client, supervisor } = context;
   await install(context, partition, instance);
@@ -163,7 +188,7 @@ async function deploy(
   if (published) await client.publishConnectionParameters(instance.id, published);
   if (instance.requestedState === "stopped") {
     await supervisor.stopPartition(partition.reference);
-    await client.reportInstance(instance.id, { state: "stopped" });
+    await reportState(context, instance, { state: "stopped" }, log);
     return "stopped";
   }
   await startProcesses(context, partition);
@@ -175,7 +200,7 @@ async function deploy(
   if (failures.length > 0) {
     throw new Error(failures.map((failure) => failure.message).join("\n"));
   }
-  await client.reportInstance(instance.id, { state: "started" });
+  await reportState(context, instance, { state: "started" }, log);
   return "deployed";
 }
 
@@ -228,7 +253,7 @@ export async function processPartition(
   const started = Date.now();
   log.info({ state: instance.requestedState }, "deploying instance");
   try {
-    const outcome = await deploy(context, partition, instance);
+    const outcome = await deploy(context, partition, instance, log);
     await writeFile(timestampFile, timestamp);
     log.info({ seconds: (Date.now() - started) / 1000, outcome }, "instance deployed");
     return outcome;
@@ -238,11 +263,9 @@ export async function processPartition(
     await writeFile(join(partition.path, `.slapgrid-${partition.reference}-error.log`), message).catch(
       () => {},
     );
-    await context.client
-      .reportInstance(instance.id, { state: "error", errorLog: message })
-      .catch((reportError) => {
-        log.warn({ err: reportError }, "could not report the error to the master");
-      });
+    await reportState(context, instance, { state: "error", errorLog: message }, log).catch((reportError) => {
+      log.warn({ err: reportError }, "could not report the error to the master");
+    });
     return "failed";
   }
 }

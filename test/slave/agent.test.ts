@@ -152,6 +152,8 @@ describeWith(
         [a, "Bonjour"],
         [b, "Hello"],
       ] as const) {
+        // The agent reports on the version it deployed, which makes the instance ready.
+        expect(current).toMatchObject({ status: "ready", reportedTimestamp: current.timestamp });
         const ipv4 = current.connectionParameters["url-ipv4"] ?? "";
         const ipv6 = current.connectionParameters["url-ipv6"] ?? "";
         expect(await node.fetchInside(ipv4)).toBe(`${greeting} from ${current.title}`);

@@ -84,20 +84,18 @@ export const instanceRoutes = new OpenAPIHono<MasterEnv>({ defaultHook: validati
       method: "put",
       path: "/instances/{instanceId}/reported-state",
       tags,
-      summary: "The node reports the instance's state (with the error log when it failed)",
+      summary:
+        "The node reports the instance's state for the version (timestamp) it deployed, with the error log when it failed; a report about a replaced version is refused (409)",
       request: { params: InstanceParams, body: jsonBody(InstanceStateReport) },
       responses: responses(InstanceView),
     }),
     async (c) => {
-      const { state, errorLog } = c.req.valid("json");
+      const { state, errorLog, timestamp } = c.req.valid("json");
       return c.json(
-        await reportInstanceState(
-          c.get("services").db,
-          actorOf(c),
-          c.req.valid("param").instanceId,
-          state,
+        await reportInstanceState(c.get("services").db, actorOf(c), c.req.valid("param").instanceId, state, {
           errorLog,
-        ),
+          timestamp,
+        }),
         200,
       );
     },
