@@ -42,22 +42,49 @@ export const PartitionAddress = z
   .strict()
   .openapi("PartitionAddress");
 
+/** What the master sets on one partition (the Pulumi `Partition` resource), beyond what format made. */
 const PartitionExtras = z.object({
   routableIpv4: z.string().max(64).optional(),
   blockDevice: z.string().max(256).optional(),
 });
 
+const PartitionReference = z
+  .string()
+  .regex(/^[A-Za-z0-9_.-]{1,64}$/, "a partition reference is 1-64 letters, digits, '_', '.' or '-'");
+
+/** What `slap node format` made: the node's to say. Extras belong to the master and are never uploaded. */
 export const PartitionLayout = z
   .object({
-    reference: z
-      .string()
-      .regex(/^[A-Za-z0-9_.-]{1,64}$/, "a partition reference is 1-64 letters, digits, '_', '.' or '-'"),
+    reference: PartitionReference,
     addresses: z.array(PartitionAddress).max(16),
     tap: z.string().min(1).max(32).nullable().optional(),
-    extras: PartitionExtras.strict().optional(),
   })
   .strict()
   .openapi("PartitionLayout");
+
+/** `/dev/` then path segments that neither start with a dot nor hold spaces: no `..`, no escape from /dev. */
+const DEVICE_PATH = /^\/dev(\/[A-Za-z0-9_+:@-][A-Za-z0-9._+:@-]*)+$/;
+
+/** The extras of one partition: a value sets it, null clears it, absent keeps it. */
+export const PartitionSettings = z
+  .object({
+    routableIpv4: z
+      .ipv4({ message: "routableIpv4 must be an IPv4 address in dotted form, e.g. 203.0.113.7" })
+      .nullable()
+      .optional()
+      .openapi({
+        description: "An IPv4 address the node adds to its interface as /32 for this partition alone",
+      }),
+    blockDevice: z
+      .string()
+      .max(256)
+      .regex(DEVICE_PATH, "blockDevice must be an absolute path under /dev/, e.g. /dev/vdb")
+      .nullable()
+      .optional()
+      .openapi({ description: "A block device the node gives to the partition's user (mode 0600)" }),
+  })
+  .strict()
+  .openapi("PartitionSettings");
 
 export const PartitionView = z
   .object({

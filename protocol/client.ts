@@ -35,6 +35,8 @@ export type Computer = Body<typeof api.ComputerView>;
 export type ComputerSettings = Input<typeof api.ComputerSettings>;
 export type DesiredState = Body<typeof api.DesiredState>;
 export type PartitionLayout = Input<typeof api.PartitionLayout>;
+export type PartitionSettings = Input<typeof api.PartitionSettings>;
+export type Partition = Body<typeof api.PartitionView>;
 export type SoftwareInstallation = Body<typeof api.SoftwareView>;
 export type Registration = Body<typeof api.Registration>;
 export type Credentials = Body<typeof api.Credentials>;
@@ -143,6 +145,17 @@ export class MasterClient {
   }
   updateComputer(computerId: string, settings: ComputerSettings) {
     return this.call<Computer>("PATCH", `computers/${encodeURIComponent(computerId)}`, settings);
+  }
+  /**
+   * Sets (a value) or clears (null) a partition's routable IPv4 and block device; absent keeps
+   * it. The computer's node applies them before deploying the partition's instance.
+   */
+  configurePartition(computerId: string, reference: string, settings: PartitionSettings) {
+    return this.call<Partition>(
+      "PUT",
+      `computers/${encodeURIComponent(computerId)}/partitions/${encodeURIComponent(reference)}`,
+      settings,
+    );
   }
   supply(computerId: string, url: string, state: "available" | "destroyed" = "available") {
     return this.call<SoftwareInstallation>("PUT", `computers/${encodeURIComponent(computerId)}/software`, {

@@ -16,7 +16,9 @@ export interface UninstallResult {
 
 /**
  * Addresses and taps recorded in the partitions' `.slapos-resource` files, as `ip` commands that
- * remove them: what format added.
+ * remove them: what format added. Then the partitions' extras the agent applied, which it records
+ * in `var/partition-extras.json` (see slave/extras.ts): routable addresses are removed and block
+ * devices given back to root:disk 0660.
  */
 const REMOVE_NETWORK = `
 interface=$(sed -n 's/^interface_name *= *//p' ${REMOTE.config} 2>/dev/null)
@@ -33,6 +35,23 @@ if tap:
     subprocess.run(["ip", "link", "del", tap], stderr=subprocess.DEVNULL)
 PY
 done
+if [ -e ${REMOTE.instanceRoot}/var/partition-extras.json ]; then
+  python3 - ${REMOTE.instanceRoot}/var/partition-extras.json <<'PY'
+import grp, json, os, stat, subprocess, sys
+for extras in json.load(open(sys.argv[1])).values():
+    routable = extras.get("routableIpv4")
+    if routable:
+        subprocess.run(["ip", "addr", "del", routable["address"] + "/32", "dev", routable["interface"]], stderr=subprocess.DEVNULL)
+    device = extras.get("blockDevice")
+    if device and os.path.exists(device) and stat.S_ISBLK(os.stat(device).st_mode):
+        try:
+            disk = grp.getgrnam("disk").gr_gid
+        except KeyError:
+            disk = 0
+        os.chown(device, 0, disk)
+        os.chmod(device, 0o660)
+PY
+fi
 nft delete table inet slapos_accounting 2>/dev/null || true
 `;
 

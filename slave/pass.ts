@@ -2,6 +2,7 @@ import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { DesiredState } from "../protocol/client.js";
 import type { AgentContext } from "./context.js";
+import { applyPartitionExtras } from "./extras.js";
 import { processPartition, startProcesses, TIMESTAMP_FILE } from "./instance/deploy.js";
 import type { LocalPartition } from "./partitions.js";
 import { readLocalPartitions } from "./partitions.js";
@@ -99,7 +100,8 @@ function partitionsByReference(local: LocalPartition[]): Map<string, LocalPartit
 
 /**
  * Deploys, stops and destroys instances as the master asks, and makes sure every started
- * partition's processes run (after a reboot, or when a service exited since the last pass).
+ * partition's processes run (after a reboot, or when a service exited since the last pass). The
+ * partitions' extras come first: an instance may use its routable address or block device at once.
  */
 export async function instancePass(
   context: AgentContext,
@@ -107,6 +109,7 @@ export async function instancePass(
 ): Promise<Record<string, number>> {
   await context.supervisor.ensureRunning();
   const local = partitionsByReference(await readLocalPartitions(context.config));
+  const extrasProblems = await applyPartitionExtras(context, state.partitions, local);
   const outcomes = await inBatches(state.partitions, PARTITION_CONCURRENCY, async (desired) => {
     const partition = local.get(desired.reference);
     if (!partition) {
@@ -118,7 +121,12 @@ export async function instancePass(
       }
       return "missing" as const;
     }
-    const outcome = await processPartition(context, partition, desired);
+    const outcome = await processPartition(
+      context,
+      partition,
+      desired,
+      extrasProblems.get(desired.reference),
+    );
     if (outcome === "unchanged" && desired.instance?.requestedState === "started") {
       await startProcesses(context, partition);
     }
@@ -151,6 +159,10 @@ export async function fullPass(
 export async function offlineStart(context: AgentContext, state: DesiredState): Promise<number> {
   await context.supervisor.ensureRunning();
   const local = partitionsByReference(await readLocalPartitions(context.config));
+  // After a reboot the routable addresses are gone: the instances about to start need them.
+  await applyPartitionExtras(context, state.partitions, local).catch((error) =>
+    context.logger.error({ err: error }, "could not apply the partitions' extras"),
+  );
   let started = 0;
   for (const desired of state.partitions) {
     const partition = local.get(desired.reference);

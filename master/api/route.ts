@@ -29,5 +29,6 @@ export function jsonBody<Schema extends z.ZodType>(schema: Schema) {
 }
 
 export const ComputerParams = z.object({ computerId: z.string().min(1).max(100) });
+export const PartitionParams = ComputerParams.extend({ reference: z.string().min(1).max(64) });
 export const InstanceParams = z.object({ instanceId: z.string().min(1).max(100) });
 export const PersonParams = z.object({ personId: z.string().min(1).max(100) });

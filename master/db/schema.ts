@@ -32,7 +32,7 @@ export interface PartitionAddress {
   netmask: string;
 }
 
-/** Per-partition extras configured through the Partition resource. */
+/** Per-partition extras the master sets (the Partition resource); a node's upload never changes them. */
 export interface PartitionExtras {
   routableIpv4?: string;
   blockDevice?: string;
@@ -105,6 +105,8 @@ export const partitions = pgTable(
   (table) => [
     uniqueIndex("partitions_computer_reference_idx").on(table.computerId, table.reference),
     uniqueIndex("partitions_instance_idx").on(table.instanceId),
+    // A routable address serves one partition of one computer: two would answer for it at once.
+    uniqueIndex("partitions_routable_ipv4_idx").on(sql`(${table.extras} ->> 'routableIpv4')`),
     index("partitions_free_idx").on(table.computerId).where(sql`${table.state} = 'free'`),
   ],
 );

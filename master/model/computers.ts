@@ -14,20 +14,27 @@ import {
 import type { Authority } from "../identity/authority.js";
 import type { Actor } from "./actor.js";
 import { issueRecordedCertificate } from "./certificates.js";
-import { bumpComputers } from "./changes.js";
+import { bumpComputers, bumpInstances } from "./changes.js";
 import { conflict, forbidden, invalid, notFound } from "./errors.js";
 import { newId } from "./ids.js";
 
+/** What format made of a partition: the node uploads it. */
 export interface PartitionLayout {
   reference: string;
   addresses: PartitionAddress[];
   tap?: string | null;
-  extras?: PartitionExtras;
 }
 
 export interface PartitionView extends Required<PartitionLayout> {
+  extras: PartitionExtras;
   state: "free" | "busy";
   instanceId: string | null;
+}
+
+/** A partition's extras: a value sets one, null clears it, undefined keeps it. */
+export interface PartitionSettings {
+  routableIpv4?: string | null;
+  blockDevice?: string | null;
 }
 
 export interface SoftwareView {
@@ -114,16 +121,7 @@ export async function viewComputers(executor: Executor, rows: ComputerRow[]): Pr
     pricePerPartitionHour: row.pricePerPartitionHour,
     lastContactAt: row.lastContactAt?.toISOString() ?? null,
     desiredVersion: row.desiredVersion,
-    partitions: partitionRows
-      .filter((partition) => partition.computerId === row.id)
-      .map((partition) => ({
-        reference: partition.reference,
-        addresses: partition.addresses,
-        tap: partition.tap,
-        extras: partition.extras,
-        state: partition.state,
-        instanceId: partition.instanceId,
-      })),
+    partitions: partitionRows.filter((partition) => partition.computerId === row.id).map(viewPartition),
     software: softwareRows
       .filter((software) => software.computerId === row.id)
       .map((software) => ({
@@ -133,6 +131,19 @@ export async function viewComputers(executor: Executor, rows: ComputerRow[]): Pr
         errorLog: software.errorLog,
       })),
   }));
+}
+
+type PartitionRow = typeof partitions.$inferSelect;
+
+function viewPartition(partition: PartitionRow): PartitionView {
+  return {
+    reference: partition.reference,
+    addresses: partition.addresses,
+    tap: partition.tap,
+    extras: partition.extras,
+    state: partition.state,
+    instanceId: partition.instanceId,
+  };
 }
 
 async function viewOne(executor: Executor, row: ComputerRow): Promise<ComputerView> {
@@ -223,7 +234,7 @@ export async function registerComputer(
 /**
  * Records the partitions a node formatted. Idempotent upsert by reference: addresses and taps
  * are updated, partitions missing from the upload are kept (format never shrinks silently),
- * and a busy partition stays busy.
+ * a busy partition stays busy, and extras stay as the master set them (a re-format keeps them).
  */
 export async function uploadPartitions(
   db: Db,
@@ -250,17 +261,12 @@ export async function uploadPartitions(
             reference: partition.reference,
             addresses: partition.addresses,
             tap: partition.tap ?? null,
-            extras: partition.extras ?? {},
           })),
         )
         .onConflictDoUpdate({
           target: [partitions.computerId, partitions.reference],
-          set: {
-            addresses: sql`excluded.addresses`,
-            tap: sql`excluded.tap`,
-            extras: sql`excluded.extras`,
-          },
-          setWhere: sql`(${partitions.addresses}, ${partitions.tap}, ${partitions.extras}) is distinct from (excluded.addresses, excluded.tap, excluded.extras)`,
+          set: { addresses: sql`excluded.addresses`, tap: sql`excluded.tap` },
+          setWhere: sql`(${partitions.addresses}, ${partitions.tap}) is distinct from (excluded.addresses, excluded.tap)`,
         })
         .returning({ id: partitions.id });
       if (changed.length > 0) {
@@ -280,6 +286,93 @@ export async function uploadPartitions(
       .returning();
     return viewOne(tx, touched ?? computer);
   });
+}
+
+/**
+ * Sets or clears the extras of one partition (a routable IPv4, a block device), which the node
+ * applies before deploying the partition's instance. Only the computer's owner (or an admin) may:
+ * they are the computer's resources. A routable IPv4 serves one partition of all computers.
+ */
+export async function configurePartition(
+  db: Db,
+  actor: Actor,
+  computerId: string,
+  reference: string,
+  settings: PartitionSettings,
+): Promise<PartitionView> {
+  try {
+    return await db.transaction(async (tx) => {
+      const computer = await loadComputer(tx, computerId);
+      authorize(actor, computer, "manage");
+      const [partition] = await tx
+        .select()
+        .from(partitions)
+        .where(and(eq(partitions.computerId, computerId), eq(partitions.reference, reference)))
+        .for("update");
+      if (!partition) {
+        throw notFound(
+          `computer ${computerId} has no partition ${reference}: format creates partitions ('slap node format', or partitionCount on the Computer)`,
+        );
+      }
+      const extras = withSettings(partition.extras, settings);
+      if (sameExtras(extras, partition.extras)) return viewPartition(partition);
+      if (extras.routableIpv4 && extras.routableIpv4 !== partition.extras.routableIpv4) {
+        await assertRoutableIpv4Free(tx, extras.routableIpv4);
+      }
+      const [updated] = await tx
+        .update(partitions)
+        .set({ extras })
+        .where(eq(partitions.id, partition.id))
+        .returning();
+      // The instance there is redeployed: its buildout is given the extras.
+      if (partition.instanceId) await bumpInstances(tx, [partition.instanceId]);
+      else await bumpComputers(tx, [computerId]);
+      return viewPartition(updated ?? partition);
+    });
+  } catch (error) {
+    // Two requests for the same address at once: the unique index lets only one through.
+    if (isUniqueViolation(error) && settings.routableIpv4) {
+      throw routableIpv4Taken(settings.routableIpv4, "another partition");
+    }
+    throw error;
+  }
+}
+
+function withSettings(current: PartitionExtras, settings: PartitionSettings): PartitionExtras {
+  const extras: PartitionExtras = { ...current };
+  for (const key of ["routableIpv4", "blockDevice"] as const) {
+    const value = settings[key];
+    if (value === null) delete extras[key];
+    else if (value !== undefined) extras[key] = value;
+  }
+  return extras;
+}
+
+function sameExtras(a: PartitionExtras, b: PartitionExtras): boolean {
+  return a.routableIpv4 === b.routableIpv4 && a.blockDevice === b.blockDevice;
+}
+
+async function assertRoutableIpv4Free(executor: Executor, address: string): Promise<void> {
+  const [holder] = await executor
+    .select({ computerId: partitions.computerId, reference: partitions.reference })
+    .from(partitions)
+    .where(sql`${partitions.extras} ->> 'routableIpv4' = ${address}`);
+  if (holder)
+    throw routableIpv4Taken(address, `partition ${holder.reference} of computer ${holder.computerId}`);
+}
+
+function routableIpv4Taken(address: string, holder: string) {
+  return conflict(
+    `routable IPv4 ${address} is already set on ${holder}: clear it there first, or choose another`,
+  );
+}
+
+/** Postgres refused a row that a unique index forbids (error 23505), however the driver wraps it. */
+function isUniqueViolation(error: unknown): boolean {
+  for (let cause = error; cause instanceof Error; cause = cause.cause) {
+    if ((cause as { code?: unknown }).code === "23505") return true;
+  }
+  return false;
 }
 
 export async function updateComputer(

@@ -1,6 +1,6 @@
 import type { NodeConfig } from "../config.js";
 import type { LocalPartition } from "../partitions.js";
-import type { PartitionInstance } from "./types.js";
+import type { DesiredPartition, PartitionInstance } from "./types.js";
 
 /** Where a partition's certificate and key are written, for slapos.cookbook recipes. */
 export interface PartitionCredentialsFiles {
@@ -27,8 +27,15 @@ function section(name: string, options: [string, string][]): string {
   return [`[${name}]`, ...lines].join("\n");
 }
 
-/** The data of `[slap-instance]` and `.slap-instance.json`. */
-export function instanceData(partition: LocalPartition, instance: PartitionInstance) {
+/**
+ * The data of `[slap-instance]` and `.slap-instance.json`. `extras` are the partition's, as the
+ * master set them (the agent applied them before this deployment).
+ */
+export function instanceData(
+  partition: LocalPartition,
+  instance: PartitionInstance,
+  extras: DesiredPartition["extras"],
+) {
   const ipv4 = partition.addresses.map((a) => a.address).filter((address) => !address.includes(":"));
   const ipv6 = partition.addresses.map((a) => a.address).filter((address) => address.includes(":"));
   return {
@@ -44,6 +51,8 @@ export function instanceData(partition: LocalPartition, instance: PartitionInsta
     ipv4,
     ipv6,
     tap: partition.tap,
+    routableIpv4: extras.routableIpv4 ?? null,
+    blockDevice: extras.blockDevice ?? null,
     parameters: instance.parameters,
     sharedInstances: instance.sharedInstances,
   };
@@ -59,8 +68,9 @@ export function buildoutTail(
   partition: LocalPartition,
   instance: PartitionInstance,
   credentials: PartitionCredentialsFiles,
+  extras: DesiredPartition["extras"],
 ): string {
-  const data = instanceData(partition, instance);
+  const data = instanceData(partition, instance, extras);
   const slapConnection: [string, string][] = [
     ["computer-id", config.computerId],
     ["partition-id", partition.reference],
@@ -104,6 +114,8 @@ export function buildoutTail(
       ["ipv4-list", data.ipv4.join(" ")],
       ["ipv6-list", data.ipv6.join(" ")],
       ["tap", data.tap ?? ""],
+      ["routable-ipv4", data.routableIpv4 ?? ""],
+      ["block-device", data.blockDevice ?? ""],
       ["instance-file", `${partition.path}/${INSTANCE_FILE}`],
       ["publish-file", `${partition.path}/${PUBLISH_FILE}`],
       ["restore-from", config.restoreFrom],

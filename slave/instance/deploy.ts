@@ -12,6 +12,12 @@ import type { DesiredPartition, PartitionInstance } from "./types.js";
 
 export const TIMESTAMP_FILE = ".timestamp";
 
+/** An instance to deploy, with its partition's extras (they shape its buildout tail). */
+interface DesiredInstance {
+  instance: PartitionInstance;
+  extras: DesiredPartition["extras"];
+}
+
 export type DeployOutcome = "unchanged" | "deployed" | "stopped" | "destroyed" | "failed" | "free";
 
 /** Who the partition's buildout and processes run as: its owner, or the agent itself without user switching. */
@@ -109,8 +115,9 @@ async function runInstanceBuildout(context: AgentContext, partition: LocalPartit
 async function install(
   context: AgentContext,
   partition: LocalPartition,
-  instance: PartitionInstance,
+  desired: DesiredInstance,
 ): Promise<void> {
+  const { instance, extras } = desired;
   const software = softwarePath(context.config, instance.softwareReleaseUrl);
   if (!(await isInstalled(context.config, instance.softwareReleaseUrl))) {
     throw new Error(
@@ -130,13 +137,13 @@ async function install(
   const credentials = await writeCredentials(context, partition, instance);
   await writeOwned(
     join(partition.path, INSTANCE_FILE),
-    `${JSON.stringify(instanceData(partition, instance), null, 2)}\n`,
+    `${JSON.stringify(instanceData(partition, instance, extras), null, 2)}\n`,
     0o640,
     user,
   );
   await writeOwned(
     join(partition.path, "buildout.cfg"),
-    profile + buildoutTail(context.config, partition, instance, credentials),
+    profile + buildoutTail(context.config, partition, instance, credentials, extras),
     0o640,
     user,
   );
@@ -179,11 +186,12 @@ async function reportState(
 async function deploy(
   context: AgentContext,
   partition: LocalPartition,
-  instance: PartitionInstance,
+  desired: DesiredInstance,
   log: Logger,
 ): Promise<DeployOutcome> {
   const { client, supervisor } = context;
-  await install(context, partition, instance);
+  const { instance } = desired;
+  await install(context, partition, desired);
   const published = await publishedParameters(partition);
   if (published) await client.publishConnectionParameters(instance.id, published);
   if (instance.requestedState === "stopped") {
@@ -226,12 +234,15 @@ async function destroy(
 /**
  * Brings one partition to what the master wants: deploys it when its timestamp changed (started
  * or stopped), destroys it when asked. A failure is reported to the master as the instance's
- * error and leaves no `.timestamp`, so the next pass tries again.
+ * error and leaves no `.timestamp`, so the next pass tries again. `extrasProblem`: the partition's
+ * extras could not be applied (a missing block device...), so its instance fails with that error
+ * until they can.
  */
 export async function processPartition(
   context: AgentContext,
   partition: LocalPartition,
   desired: DesiredPartition,
+  extrasProblem?: Error,
 ): Promise<DeployOutcome> {
   const instance = desired.instance;
   if (!instance) return "free";
@@ -248,12 +259,13 @@ export async function processPartition(
   }
   const timestampFile = join(partition.path, TIMESTAMP_FILE);
   const timestamp = String(instance.timestamp);
-  if ((await readText(timestampFile)) === timestamp) return "unchanged";
+  if (!extrasProblem && (await readText(timestampFile)) === timestamp) return "unchanged";
   await rm(timestampFile, { force: true });
   const started = Date.now();
   log.info({ state: instance.requestedState }, "deploying instance");
   try {
-    const outcome = await deploy(context, partition, instance, log);
+    if (extrasProblem) throw extrasProblem;
+    const outcome = await deploy(context, partition, { instance, extras: desired.extras ?? {} }, log);
     await writeFile(timestampFile, timestamp);
     log.info({ seconds: (Date.now() - started) / 1000, outcome }, "instance deployed");
     return outcome;

@@ -1,11 +1,24 @@
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
-import { ComputerSettings, ComputerView, SoftwareView, SupplyRequest } from "../../../protocol/api.js";
-import { deregisterComputer, getComputer, listComputers, updateComputer } from "../../model/computers.js";
+import {
+  ComputerSettings,
+  ComputerView,
+  PartitionSettings,
+  PartitionView,
+  SoftwareView,
+  SupplyRequest,
+} from "../../../protocol/api.js";
+import {
+  configurePartition,
+  deregisterComputer,
+  getComputer,
+  listComputers,
+  updateComputer,
+} from "../../model/computers.js";
 import { supplySoftware } from "../../model/software.js";
 import type { MasterEnv } from "../context.js";
 import { validationHook } from "../errors.js";
 import { actorOf } from "../identity.js";
-import { ComputerParams, jsonBody, responses } from "../route.js";
+import { ComputerParams, jsonBody, PartitionParams, responses } from "../route.js";
 
 const tags = ["computers"];
 
@@ -65,6 +78,30 @@ export const computerRoutes = new OpenAPIHono<MasterEnv>({ defaultHook: validati
         ),
         200,
       ),
+  )
+  .openapi(
+    createRoute({
+      method: "put",
+      path: "/computers/{computerId}/partitions/{reference}",
+      tags,
+      summary:
+        "Set or clear a partition's extras (routable IPv4, block device; null clears), which its node applies before deploying there",
+      request: { params: PartitionParams, body: jsonBody(PartitionSettings) },
+      responses: responses(PartitionView),
+    }),
+    async (c) => {
+      const { computerId, reference } = c.req.valid("param");
+      return c.json(
+        await configurePartition(
+          c.get("services").db,
+          actorOf(c),
+          computerId,
+          reference,
+          c.req.valid("json"),
+        ),
+        200,
+      );
+    },
   )
   .openapi(
     createRoute({

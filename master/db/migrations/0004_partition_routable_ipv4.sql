@@ -1,0 +1,1 @@
+CREATE UNIQUE INDEX "partitions_routable_ipv4_idx" ON "partitions" USING btree (("extras" ->> 'routableIpv4'));
