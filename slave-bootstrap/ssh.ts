@@ -46,6 +46,11 @@ export interface CommandRecord {
   milliseconds: number;
 }
 
+/** The host did not answer (refused, timed out, no route) on any attempt: it may be gone. */
+export class UnreachableHostError extends Error {
+  override name = "UnreachableHostError";
+}
+
 export class HostKeyMismatchError extends Error {
   constructor(
     readonly host: string,
@@ -107,9 +112,8 @@ export class RemoteHost {
         const retriable = DIAL_ERRORS.has(code) || (error as { level?: string }).level === "client-timeout";
         if (!retriable || attempt >= attempts) {
           if (error instanceof HostKeyMismatchError) throw error;
-          throw new Error(
-            `cannot connect to ${target.user}@${target.host}:${target.port ?? 22} (attempt ${attempt} of ${attempts}): ${(error as Error).message}`,
-          );
+          const message = `cannot connect to ${target.user}@${target.host}:${target.port ?? 22} (attempt ${attempt} of ${attempts}): ${(error as Error).message}`;
+          throw retriable ? new UnreachableHostError(message) : new Error(message);
         }
         await sleep(Math.min(500 * 2 ** (attempt - 1), 5_000));
       }

@@ -12,6 +12,7 @@ import { HostKeyMismatchError } from "../../slave-bootstrap/ssh.js";
 import { uninstall } from "../../slave-bootstrap/uninstall.js";
 import { SUDO_USER, type TestHost, TestNetwork, testHostRequirements } from "../hosts/index.js";
 import { type NetworkMaster, startNetworkMaster } from "../support/network-master.js";
+import { hostProcesses, nodeLeftovers } from "../support/node-host.js";
 import { describeWith, requires } from "../support/requirements.js";
 
 const RELEASE = resolve("examples/software/hello-web/software.cfg");
@@ -67,33 +68,6 @@ describeWith(
             candidate.connectionParameters["url-ipv4"],
         ),
       );
-    /** PIDs of a host's own processes matching a pattern: test hosts share the kernel's process table. */
-    const hostProcesses = async (host: TestHost, pattern: string) =>
-      (
-        await host.execOrThrow(
-          `for pid in $(pgrep -f '${pattern}'); do [ "$(readlink /proc/$pid/ns/mnt)" = "$(readlink /proc/$$/ns/mnt)" ] && [ $pid != $$ ] && echo $pid; done; true`,
-        )
-      )
-        .trim()
-        .split("\n")
-        .filter(Boolean)
-        .sort();
-    /** What of ours is left on a host: users, addresses, taps, processes, files, firewall table. */
-    const leftovers = (host: TestHost) =>
-      host.execOrThrow(
-        [
-          "getent passwd | cut -d: -f1 | grep -E '^(slapuser[0-9]+|slapsoft)$'",
-          "getent group | cut -d: -f1 | grep -E '^(slapuser[0-9]+|slapsoft)$'",
-          "ip -o addr show dev eth0 | grep -E '10\\.201\\.|::[0-9a-f]+:[0-9a-f]+/'",
-          "ip -o link show | grep -o 'slaptap[0-9]*'",
-          // Processes of this host only: several test hosts share the kernel's process table.
-          "for pid in $(pgrep -f '[s]upervisord|[s]lap-node|[h]ttp.server|[s]lap-agent-service'); do [ \"$(readlink /proc/$pid/ns/mnt)\" = \"$(readlink /proc/$$/ns/mnt)\" ] && [ $pid != $$ ] && tr '\\0' ' ' < /proc/$pid/cmdline && echo; done",
-          "ls -d /opt/slapos /opt/slapgrid /srv/slapgrid /etc/opt/slapos /run/slap-agent-service.pid 2>/dev/null",
-          "nft list table inet slapos_accounting 2>/dev/null | head -1",
-          "true",
-        ].join("; "),
-      );
-
     beforeAll(async () => {
       directory = await mkdtemp(join(tmpdir(), "slap-bootstrap-"));
       network = await TestNetwork.create();
@@ -309,7 +283,7 @@ describeWith(
       try {
         // The host is lost: everything of ours on it is gone.
         await uninstall({ target: options(first).target });
-        expect((await leftovers(first)).trim()).toBe("");
+        expect(await nodeLeftovers(first)).toBe("");
         const { token: rebuildToken } = await admin.createRegistrationToken({ computerId: lost.computerId });
         const rebuilt = await bootstrap(
           options(fresh, {
@@ -364,7 +338,7 @@ describeWith(
         certificate: await second.execOrThrow("cat /etc/opt/slapos/ssl/computer.crt"),
         key: await second.execOrThrow("cat /etc/opt/slapos/ssl/computer.key"),
       };
-      expect((await leftovers(second)).trim()).not.toBe("");
+      expect(await nodeLeftovers(second)).not.toBe("");
       await writeFile(join(directory, "admin.json"), await readFile(master.adminConfigPath, "utf8"));
       const key = join(directory, "second.key");
       await writeFile(key, second.privateKey, { mode: 0o600 });
@@ -386,7 +360,7 @@ describeWith(
       );
       expect(removed.exitCode, removed.all).toBe(0);
       expect(removed.all).toContain(`deregistered computer ${computerId}`);
-      expect((await leftovers(second)).trim()).toBe("");
+      expect(await nodeLeftovers(second)).toBe("");
       await expect(admin.getComputer(computerId)).rejects.toThrow(`no computer ${computerId}`);
       const node = new MasterClient(nodeIdentity);
       await expect(node.desiredState(computerId)).rejects.toMatchObject({

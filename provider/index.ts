@@ -1,0 +1,11 @@
+export {
+  Computer,
+  type ComputerArgs,
+  type ComputerCapabilities,
+  type PartitionInfo,
+  type SshConnectionArgs,
+} from "./computer.js";
+export type { MasterSettings } from "./master.js";
+export { Partition, type PartitionArgs } from "./partition.js";
+export { SoftwareInstance, type SoftwareInstanceArgs } from "./software-instance.js";
+export { SoftwareRelease, type SoftwareReleaseArgs } from "./software-release.js";
