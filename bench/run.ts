@@ -4,13 +4,15 @@ import { benchAgent } from "./agent.js";
 import { benchBootstrap } from "./bootstrap.js";
 import { benchFormat } from "./format.js";
 import { benchMaster } from "./master.js";
+import { benchProvider } from "./provider.js";
 import { benchSlap } from "./slap.js";
 import { benchSlaposFormat } from "./slapos-format.js";
 
 // `npm run bench -- master [--computers N] [--partitions N] [--requests N] [--concurrency N]
 //  [--pollers N] [--seconds N]`, `npm run bench -- slap [--partitions N] [--concurrency N]
 //  [--seconds N]`, `npm run bench -- format [--partitions N]` and `npm run bench -- agent
-//  [--partitions N] [--requests N]`, `npm run bench -- bootstrap [--partitions N]` (the last three as root): print a summary and the JSON figures
+//  [--partitions N] [--requests N]`, `npm run bench -- bootstrap [--partitions N]`, `npm run bench --
+//  provider [--requests N]` (N instances, default 20; the last four as root): print a summary and the JSON figures
 //  for bench/README.md.
 
 const { positionals, values } = parseArgs({
@@ -55,14 +57,27 @@ if (which === "slap") {
   );
   process.exit(0);
 }
-if (which === "bootstrap") {
-  const wheelhouse = process.env.SLAPOS_WHEELHOUSE;
-  if (!wheelhouse) {
-    console.error(
-      "set SLAPOS_WHEELHOUSE (or run through scripts/with-env.sh): the wheels of a node's Python environment",
-    );
-    process.exit(2);
-  }
+const wheelhouse = process.env.SLAPOS_WHEELHOUSE;
+if ((which === "bootstrap" || which === "provider") && !wheelhouse) {
+  console.error(
+    "set SLAPOS_WHEELHOUSE (or run through scripts/with-env.sh): the wheels of a node's Python environment",
+  );
+  process.exit(2);
+}
+if (which === "provider") {
+  const instances = values.requests === "5000" ? 20 : Number(values.requests);
+  const result = await benchProvider({ instances }, log);
+  console.log(
+    [
+      `pulumi up, 1 computer x ${instances} instances from a bare host: ${result.firstUpMs} ms`,
+      `no-op preview: ${result.noOpPreviewMs} ms; no-op up: ${result.noOpUpMs} ms`,
+      `up changing every instance's parameters: ${result.parameterUpdateUpMs} ms; destroy: ${result.destroyMs} ms`,
+      JSON.stringify(result),
+    ].join("\n"),
+  );
+  process.exit(0);
+}
+if (which === "bootstrap" && wheelhouse) {
   const partitions = values.partitions === "100" ? 10 : Number(values.partitions);
   const result = await benchBootstrap({ partitions, wheelhouse }, log);
   console.log(
@@ -104,7 +119,7 @@ if (which === "format" || which === "agent") {
   process.exit(0);
 }
 if (which !== "master") {
-  console.error(`unknown benchmark '${which}'; available: master, slap, format, agent, bootstrap`);
+  console.error(`unknown benchmark '${which}'; available: master, slap, format, agent, bootstrap, provider`);
   process.exit(2);
 }
 const databaseUrl = process.env.BENCH_DATABASE_URL ?? process.env.TEST_DATABASE_URL;
