@@ -21,6 +21,19 @@ const PROVIDERS_PATH = fileURLToPath(
  * Settings from the stack's config (`slapos:*`) arrive through `configure`, in the plugin process.
  */
 export function delegatingProvider(kind: ResourceKind): pulumi.dynamic.ResourceProvider {
+  // One object per kind: the SDK serializes each provider object once, and serializing is the
+  // slowest part of declaring a resource.
+  let provider = delegatingProviders.get(kind);
+  if (!provider) {
+    provider = makeDelegatingProvider(kind);
+    delegatingProviders.set(kind, provider);
+  }
+  return provider;
+}
+
+const delegatingProviders = new Map<ResourceKind, pulumi.dynamic.ResourceProvider>();
+
+function makeDelegatingProvider(kind: ResourceKind): pulumi.dynamic.ResourceProvider {
   const providersPath = PROVIDERS_PATH;
   // The serializer gives each method its own copy of captured variables, so what `configure`
   // receives is shared through the plugin process (one stack per process).

@@ -28,6 +28,10 @@ interface Spec {
   routableIpv4?: string;
   broken?: boolean;
   unpublishedKey?: boolean;
+  /** Declares an instance requested outside Pulumi: creating it takes the instance over. */
+  adopted?: { computerId: string };
+  /** A computer on the third host, which the test then cuts off the network. */
+  lostHost?: boolean;
 }
 
 describeWith(
@@ -41,6 +45,7 @@ describeWith(
     let directory: string;
     let network: TestNetwork;
     let hosts: [TestHost, TestHost];
+    let lost: TestHost;
     let running: NetworkMaster;
     let admin: MasterClient;
     let stack: TestStack;
@@ -99,7 +104,24 @@ describeWith(
           { customTimeouts: { create: "20s" }, dependsOn: releases },
         );
       }
+      if (spec.adopted) {
+        new SoftwareInstance("adopted", {
+          title: "adopted",
+          softwareRelease: RELEASE,
+          parameters: { greeting: "Hi" },
+          sla: { computer_guid: spec.adopted.computerId },
+          waitFor: ["url-ipv4"],
+        });
+      }
+      const lostComputer =
+        spec.lostHost &&
+        new Computer("lost", {
+          ssh: { host: lost.ipv4, privateKey: lost.privateKey, hostKey: lost.hostKeyFingerprint },
+          partitionCount: 1,
+          ipv4LocalNetwork: "10.202.1.0/24",
+        });
       return {
+        lostComputerId: lostComputer ? lostComputer.computerId : undefined,
         urls: instances.map((instance) => instance.connectionParameters.apply((p) => p["url-ipv4"])),
         computerIds: computers.map((computer) => computer.computerId),
         partitions: computers[0]?.partitions,
@@ -125,6 +147,7 @@ describeWith(
       directory = await mkdtemp(join(tmpdir(), "slap-provider-"));
       network = await TestNetwork.create();
       hosts = [await network.addHost(), await network.addHost()];
+      lost = await network.addHost();
       running = await startNetworkMaster(network, directory);
       admin = running.admin;
       const identity = JSON.parse(await readFile(running.master.adminConfigPath, "utf8")) as {
@@ -291,6 +314,76 @@ describeWith(
       );
       spec.unpublishedKey = false;
       expect((await stack.up()).summary.result).toBe("succeeded");
+    }, 600_000);
+
+    it("adopts an instance requested outside Pulumi: same instance, then destroyed with the resource", async () => {
+      const computerId = outputOf<string[]>(await stack.stack.outputs(), "computerIds")[1] ?? "";
+      const outside = await admin.requestInstance({
+        title: "adopted",
+        softwareReleaseUrl: RELEASE,
+        parameters: { greeting: "Hi" },
+        sla: { computer_guid: computerId },
+      });
+      spec.adopted = { computerId };
+      const result = await stack.up();
+      expect(result.summary.resourceChanges).toEqual({ same: 7, create: 1 });
+      const titled = (await admin.listInstances()).filter((instance) => instance.title === "adopted");
+      expect(titled.map((instance) => [instance.id, instance.status])).toEqual([[outside.id, "ready"]]);
+      expect(await page(hosts[1], titled[0]?.connectionParameters["url-ipv4"] ?? "")).toBe("Hi from adopted");
+      spec.adopted = undefined;
+      expect((await stack.up()).summary.resourceChanges).toEqual({ same: 7, delete: 1 });
+      const left = (await admin.listInstances()).filter((instance) => instance.title === "adopted");
+      expect(left.filter((instance) => !instance.destroyedAt)).toEqual([]);
+    }, 600_000);
+
+    it("refuses to remove a release while instances use it, saying which", async () => {
+      // A second stack takes over the supply the first one made, then tries to remove it.
+      const computerId = outputOf<string[]>(await stack.stack.outputs(), "computerIds")[0] ?? "";
+      const identity = JSON.parse(await readFile(running.master.adminConfigPath, "utf8")) as {
+        ca: string;
+        certificate: string;
+        key: string;
+      };
+      const borrower = await TestStack.create({
+        projectName: "slapos-borrower",
+        program: async () => {
+          new SoftwareRelease("borrowed", { url: RELEASE, computerId });
+        },
+        config: {
+          "slapos:masterUrl": { value: running.master.url },
+          "slapos:caCertificate": { value: identity.ca },
+          "slapos:certificate": { value: identity.certificate },
+          "slapos:privateKey": { value: identity.key, secret: true },
+        },
+      });
+      try {
+        expect((await borrower.up()).summary.resourceChanges).toEqual({ create: 1 });
+        const refused = await borrower.destroy().catch((error: Error) => error);
+        expect(refused).toBeInstanceOf(Error);
+        expect(String((refused as Error).message)).toContain(
+          `software release ${RELEASE} on computer ${computerId} is still used by instance(s) 'web-0': destroy them (or move them to another release) first`,
+        );
+        const software = (await admin.getComputer(computerId)).software.find((s) => s.url === RELEASE);
+        expect(software?.requestedState).toBe("available");
+      } finally {
+        await borrower.dispose();
+      }
+    }, 600_000);
+
+    it("deletes a computer whose host is gone with a warning, and retires it on the master", async () => {
+      spec.lostHost = true;
+      const created = await stack.up();
+      expect(created.summary.resourceChanges).toEqual({ same: 7, create: 1 });
+      const computerId = outputOf<string>(created.outputs, "lostComputerId");
+      expect((await admin.getComputer(computerId)).partitions).toHaveLength(1);
+      await lost.execOrThrow("ip link set eth0 down");
+      spec.lostHost = false;
+      const deleted = await stack.up();
+      expect(deleted.summary.resourceChanges).toEqual({ same: 7, delete: 1 });
+      expect(stack.output.join("")).toContain(
+        "computer " + lost.ipv4 + ": warning: the host is gone (cannot connect to root@" + lost.ipv4,
+      );
+      await expect(admin.getComputer(computerId)).rejects.toThrow(`no computer ${computerId}`);
     }, 600_000);
 
     it("destroys everything and leaves the hosts clean", async () => {
