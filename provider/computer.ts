@@ -13,6 +13,11 @@ export interface SshConnectionArgs {
   port?: pulumi.Input<number>;
   /** root, or a user with password-less sudo. Default root. */
   user?: pulumi.Input<string>;
+  /**
+   * Whether a user other than root runs the bootstrap's commands through `sudo -n` (default
+   * true). The node needs root: `false` with another user is refused by the preview.
+   */
+  sudo?: pulumi.Input<boolean>;
   /** An OpenSSH or PEM private key; without it, the SSH agent at $SSH_AUTH_SOCK. Kept secret in the state. */
   privateKey?: pulumi.Input<string>;
   /**

@@ -17,6 +17,7 @@ export interface SshConnection {
   host: string;
   port?: number;
   user?: string;
+  sudo?: boolean;
   privateKey?: string;
   hostKey: string;
 }
@@ -165,12 +166,18 @@ export class ComputerProvider implements pulumi.dynamic.ResourceProvider<Compute
     if (ssh !== UNKNOWN) {
       if (!ssh || typeof ssh !== "object" || !ssh.host)
         failures.push({ property: "ssh.host", reason: "the host to reach over SSH is required" });
-      else if (ssh.hostKey !== UNKNOWN && !/^SHA256:[A-Za-z0-9+/]{43}=?$/.test(ssh.hostKey ?? "")) {
-        failures.push({
-          property: "ssh.hostKey",
-          reason:
-            "the host's key is required, as `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` prints it (SHA256:...): host keys are pinned, never trusted blindly",
-        });
+      else {
+        if (ssh.sudo === false && (ssh.user ?? "root") !== "root")
+          failures.push({
+            property: "ssh.sudo",
+            reason: `the node is installed as root: '${ssh.user}' must run commands through password-less sudo (sudo: true), or connect as root`,
+          });
+        if (ssh.hostKey !== UNKNOWN && !/^SHA256:[A-Za-z0-9+/]{43}=?$/.test(ssh.hostKey ?? ""))
+          failures.push({
+            property: "ssh.hostKey",
+            reason:
+              "the host's key is required, as `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` prints it (SHA256:...): host keys are pinned, never trusted blindly",
+          });
       }
     }
     const count = news.partitionCount as number | typeof UNKNOWN;

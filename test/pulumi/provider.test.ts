@@ -381,7 +381,7 @@ describeWith(
       const deleted = await stack.up();
       expect(deleted.summary.resourceChanges).toEqual({ same: 7, delete: 1 });
       expect(stack.output.join("")).toContain(
-        "computer " + lost.ipv4 + ": warning: the host is gone (cannot connect to root@" + lost.ipv4,
+        `computer ${lost.ipv4}: warning: the host is gone (cannot connect to root@${lost.ipv4}`,
       );
       await expect(admin.getComputer(computerId)).rejects.toThrow(`no computer ${computerId}`);
     }, 600_000);
