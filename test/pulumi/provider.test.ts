@@ -357,7 +357,8 @@ describeWith(
         },
       });
       try {
-        expect((await borrower.up()).summary.resourceChanges).toEqual({ create: 1 });
+        // The stack itself and the release.
+        expect((await borrower.up()).summary.resourceChanges).toEqual({ create: 2 });
         const refused = await borrower.destroy().catch((error: Error) => error);
         expect(refused).toBeInstanceOf(Error);
         expect(String((refused as Error).message)).toContain(
