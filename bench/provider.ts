@@ -1,4 +1,4 @@
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -39,11 +39,6 @@ export async function benchProvider(
   try {
     const host = await network.addHost();
     let greeting = "Hello";
-    const identity = JSON.parse(await readFile(running.master.adminConfigPath, "utf8")) as {
-      ca: string;
-      certificate: string;
-      key: string;
-    };
     stack = await TestStack.create({
       projectName: "bench-provider",
       program: async () => {
@@ -66,12 +61,7 @@ export async function benchProvider(
           );
         }
       },
-      config: {
-        "slapos:masterUrl": { value: running.master.url },
-        "slapos:caCertificate": { value: identity.ca },
-        "slapos:certificate": { value: identity.certificate },
-        "slapos:privateKey": { value: identity.key, secret: true },
-      },
+      config: running.stackConfig,
     });
     const timed = async (what: string, operation: () => Promise<unknown>) => {
       const begin = performance.now();

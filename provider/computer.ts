@@ -1,5 +1,5 @@
 import * as pulumi from "@pulumi/pulumi";
-import { delegatingProvider, timeoutsOf } from "./dynamic.js";
+import { SlaposResource } from "./dynamic.js";
 import type { MasterSettings } from "./master.js";
 import type { ComputerCapabilities, PartitionInfo } from "./providers/computer.js";
 
@@ -64,7 +64,7 @@ export interface ComputerArgs {
  * a newer agent) and the marketplace settings in place; deleting uninstalls the node and retires
  * the computer (a host that is gone only gets a warning).
  */
-export class Computer extends pulumi.dynamic.Resource {
+export class Computer extends SlaposResource {
   /** The computer's id on the master. */
   declare readonly computerId: pulumi.Output<string>;
   /** The host key the host presented. */
@@ -79,21 +79,19 @@ export class Computer extends pulumi.dynamic.Resource {
 
   constructor(name: string, args: ComputerArgs, opts?: pulumi.CustomResourceOptions) {
     super(
-      delegatingProvider("computer"),
+      "computer",
+      "Computer",
       name,
       {
         ...args,
         ssh: pulumi.secret(args.ssh),
-        master: args.master && pulumi.secret(args.master),
-        __timeouts: timeoutsOf(opts?.customTimeouts),
         computerId: args.computerId,
         hostKey: undefined,
         partitions: undefined,
         agentVersion: undefined,
       },
-      { ...opts, additionalSecretOutputs: [...(opts?.additionalSecretOutputs ?? []), "ssh", "master"] },
-      "slapos",
-      "Computer",
+      opts,
+      ["ssh"],
     );
   }
 }

@@ -1,5 +1,6 @@
 import { fileURLToPath } from "node:url";
-import type * as pulumi from "@pulumi/pulumi";
+import * as pulumi from "@pulumi/pulumi";
+import type { MasterSettings } from "./master.js";
 
 /** The resource kinds whose providers live in `providers/`. */
 export type ResourceKind = "computer" | "partition" | "software-release" | "software-instance";
@@ -126,4 +127,35 @@ export function timeoutsOf(custom: pulumi.CustomTimeouts | undefined): Timeouts 
     update: seconds(custom?.update),
     delete: seconds(custom?.delete),
   };
+}
+
+/**
+ * What every resource of ours shares: the provider of its kind, the `master` input kept secret,
+ * `customTimeouts` passed on as an input, and the outputs that must stay secret.
+ */
+export abstract class SlaposResource extends pulumi.dynamic.Resource {
+  protected constructor(
+    kind: ResourceKind,
+    type: string,
+    name: string,
+    props: { master?: pulumi.Input<MasterSettings> } & Record<string, unknown>,
+    opts: pulumi.CustomResourceOptions | undefined,
+    secretOutputs: string[] = [],
+  ) {
+    super(
+      delegatingProvider(kind),
+      name,
+      {
+        ...props,
+        master: props.master && pulumi.secret(props.master),
+        __timeouts: timeoutsOf(opts?.customTimeouts),
+      },
+      {
+        ...opts,
+        additionalSecretOutputs: [...(opts?.additionalSecretOutputs ?? []), "master", ...secretOutputs],
+      },
+      "slapos",
+      type,
+    );
+  }
 }

@@ -1,5 +1,5 @@
-import * as pulumi from "@pulumi/pulumi";
-import { delegatingProvider, timeoutsOf } from "./dynamic.js";
+import type * as pulumi from "@pulumi/pulumi";
+import { SlaposResource } from "./dynamic.js";
 import type { MasterSettings } from "./master.js";
 
 export interface PartitionArgs {
@@ -20,7 +20,7 @@ export interface PartitionArgs {
  * The instance deployed there sees them as `routable-ipv4` and `block-device` in its
  * `[slap-instance]` section. Deleting the resource gives the partition back its defaults.
  */
-export class Partition extends pulumi.dynamic.Resource {
+export class Partition extends SlaposResource {
   /** The partition's unix user. */
   declare readonly user: pulumi.Output<string>;
   /** The partition's directory on the node. */
@@ -35,21 +35,11 @@ export class Partition extends pulumi.dynamic.Resource {
 
   constructor(name: string, args: PartitionArgs, opts?: pulumi.CustomResourceOptions) {
     super(
-      delegatingProvider("partition"),
-      name,
-      {
-        ...args,
-        master: args.master && pulumi.secret(args.master),
-        __timeouts: timeoutsOf(opts?.customTimeouts),
-        user: undefined,
-        path: undefined,
-        ipv4: undefined,
-        ipv6: undefined,
-        tap: undefined,
-      },
-      { ...opts, additionalSecretOutputs: [...(opts?.additionalSecretOutputs ?? []), "master"] },
-      "slapos",
+      "partition",
       "Partition",
+      name,
+      { ...args, user: undefined, path: undefined, ipv4: undefined, ipv6: undefined, tap: undefined },
+      opts,
     );
   }
 }

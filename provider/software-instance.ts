@@ -1,5 +1,5 @@
-import * as pulumi from "@pulumi/pulumi";
-import { delegatingProvider, timeoutsOf } from "./dynamic.js";
+import type * as pulumi from "@pulumi/pulumi";
+import { SlaposResource } from "./dynamic.js";
 import type { MasterSettings } from "./master.js";
 
 export interface SoftwareInstanceArgs {
@@ -32,7 +32,7 @@ export interface SoftwareInstanceArgs {
  * unless customTimeouts say otherwise); a failed deployment fails with the node's log. Deleting
  * it destroys the instance and waits until its partition is freed.
  */
-export class SoftwareInstance extends pulumi.dynamic.Resource {
+export class SoftwareInstance extends SlaposResource {
   /** The instance's id on the master. */
   declare readonly instanceId: pulumi.Output<string>;
   /** The computer and partition it runs in (null while no partition meets its SLA). */
@@ -48,12 +48,11 @@ export class SoftwareInstance extends pulumi.dynamic.Resource {
 
   constructor(name: string, args: SoftwareInstanceArgs, opts?: pulumi.CustomResourceOptions) {
     super(
-      delegatingProvider("software-instance"),
+      "software-instance",
+      "SoftwareInstance",
       name,
       {
         ...args,
-        master: args.master && pulumi.secret(args.master),
-        __timeouts: timeoutsOf(opts?.customTimeouts),
         instanceId: undefined,
         computerId: undefined,
         partitionReference: undefined,
@@ -61,12 +60,8 @@ export class SoftwareInstance extends pulumi.dynamic.Resource {
         connectionParameters: undefined,
         status: undefined,
       },
-      {
-        ...opts,
-        additionalSecretOutputs: [...(opts?.additionalSecretOutputs ?? []), "connectionParameters", "master"],
-      },
-      "slapos",
-      "SoftwareInstance",
+      opts,
+      ["connectionParameters"],
     );
   }
 }

@@ -1,5 +1,5 @@
-import * as pulumi from "@pulumi/pulumi";
-import { delegatingProvider, timeoutsOf } from "./dynamic.js";
+import type * as pulumi from "@pulumi/pulumi";
+import { SlaposResource } from "./dynamic.js";
 import type { MasterSettings } from "./master.js";
 
 export interface SoftwareReleaseArgs {
@@ -17,25 +17,13 @@ export interface SoftwareReleaseArgs {
  * of its build log. Deleting it removes the release from the computer, refused while instances
  * there use it.
  */
-export class SoftwareRelease extends pulumi.dynamic.Resource {
+export class SoftwareRelease extends SlaposResource {
   declare readonly url: pulumi.Output<string>;
   declare readonly computerId: pulumi.Output<string>;
   /** building, available or error, as the node last reported it. */
   declare readonly state: pulumi.Output<string>;
 
   constructor(name: string, args: SoftwareReleaseArgs, opts?: pulumi.CustomResourceOptions) {
-    super(
-      delegatingProvider("software-release"),
-      name,
-      {
-        ...args,
-        master: args.master && pulumi.secret(args.master),
-        __timeouts: timeoutsOf(opts?.customTimeouts),
-        state: undefined,
-      },
-      { ...opts, additionalSecretOutputs: [...(opts?.additionalSecretOutputs ?? []), "master"] },
-      "slapos",
-      "SoftwareRelease",
-    );
+    super("software-release", "SoftwareRelease", name, { ...args, state: undefined }, opts);
   }
 }

@@ -101,8 +101,16 @@ async function destroySlot(slot: number, options: { keepLock?: boolean } = {}): 
   for (const namespace of namespaces) {
     const pids = (await run("ip", ["netns", "pids", namespace])).split(/\s+/).filter(Boolean).map(Number);
     await killPids(pids);
-    await runQuietly("ip", ["netns", "delete", namespace]);
   }
+  // The hosts' veth pairs, deleted from this side: that is synchronous, whereas the kernel tears
+  // down the devices of a deleted namespace later, and a network made at once in the same slot
+  // would find their names taken.
+  const veths = (await run("ip", ["-o", "link", "show"]))
+    .split("\n")
+    .map((line) => /^\d+: ([^:@]+)/.exec(line)?.[1] ?? "")
+    .filter((name) => name.startsWith(`sv${slot}h`));
+  for (const veth of veths) await runQuietly("ip", ["link", "delete", veth]);
+  for (const namespace of namespaces) await runQuietly("ip", ["netns", "delete", namespace]);
   for (const entry of await readdir(RUN_DIR)) {
     if (entry.startsWith(`${slot}-`)) {
       await runQuietly("umount", [`${RUN_DIR}/${entry}`]);

@@ -150,20 +150,10 @@ describeWith(
       lost = await network.addHost();
       running = await startNetworkMaster(network, directory);
       admin = running.admin;
-      const identity = JSON.parse(await readFile(running.master.adminConfigPath, "utf8")) as {
-        ca: string;
-        certificate: string;
-        key: string;
-      };
       stack = await TestStack.create({
         projectName: "slapos-provider",
         program,
-        config: {
-          "slapos:masterUrl": { value: running.master.url },
-          "slapos:caCertificate": { value: identity.ca },
-          "slapos:certificate": { value: identity.certificate },
-          "slapos:privateKey": { value: identity.key, secret: true },
-        },
+        config: running.stackConfig,
       });
     }, 120_000);
 
@@ -339,22 +329,12 @@ describeWith(
     it("refuses to remove a release while instances use it, saying which", async () => {
       // A second stack takes over the supply the first one made, then tries to remove it.
       const computerId = outputOf<string[]>(await stack.stack.outputs(), "computerIds")[0] ?? "";
-      const identity = JSON.parse(await readFile(running.master.adminConfigPath, "utf8")) as {
-        ca: string;
-        certificate: string;
-        key: string;
-      };
       const borrower = await TestStack.create({
         projectName: "slapos-borrower",
         program: async () => {
           new SoftwareRelease("borrowed", { url: RELEASE, computerId });
         },
-        config: {
-          "slapos:masterUrl": { value: running.master.url },
-          "slapos:caCertificate": { value: identity.ca },
-          "slapos:certificate": { value: identity.certificate },
-          "slapos:privateKey": { value: identity.key, secret: true },
-        },
+        config: running.stackConfig,
       });
       try {
         // The stack itself and the release.

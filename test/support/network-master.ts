@@ -11,6 +11,8 @@ export interface NetworkMaster {
   admin: MasterClient;
   /** The master's CA certificate (PEM), which nodes check the master with. */
   ca: string;
+  /** The stack config (`slapos:*`) with which the Pulumi provider talks to this master as its admin. */
+  stackConfig: Record<string, { value: string; secret?: boolean }>;
   /** Stops the admin client and the master (its data directory stays). */
   close(): Promise<void>;
 }
@@ -32,6 +34,12 @@ export async function startNetworkMaster(
     master,
     admin,
     ca: adminConfig.ca ?? "",
+    stackConfig: {
+      "slapos:masterUrl": { value: master.url },
+      "slapos:caCertificate": { value: adminConfig.ca ?? "" },
+      "slapos:certificate": { value: adminConfig.certificate ?? "" },
+      "slapos:privateKey": { value: adminConfig.key ?? "", secret: true },
+    },
     close: async () => {
       await admin.close();
       await master.close();
