@@ -74,7 +74,8 @@ export async function softwarePass(
 ): Promise<Record<string, number>> {
   const outcomes: string[] = [];
   for (const entry of state.software) {
-    if (!reporter.shouldTry(entry.url)) {
+    // Removing a release that failed to build need not wait for its next try.
+    if (entry.requestedState === "available" && !reporter.shouldTry(entry.url)) {
       outcomes.push("failed");
       continue;
     }
