@@ -22,8 +22,11 @@ export interface BootstrapOptions {
   masterUrl: string;
   /** The master's CA certificate (PEM): the node checks the master's server certificate with it. */
   masterCa: string;
-  /** A one-time registration token; needed only while the host is not registered. */
-  token?: string;
+  /**
+   * A one-time registration token, or a function that makes one; needed (and the function
+   * called) only while the host is not registered.
+   */
+  token?: string | (() => Promise<string>);
   /** The computer this host must be (a rebuild); a host already registered as another is refused. */
   computerId?: string;
   partitionCount: number;

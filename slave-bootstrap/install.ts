@@ -150,13 +150,14 @@ export function agentCommand(node: string, args: string): string {
 export async function ensureRegistered(
   remote: RemoteHost,
   node: string,
-  token: string | undefined,
+  tokenSource: string | (() => Promise<string>) | undefined,
 ): Promise<StepResult> {
   const registered = await remote.run(
     `test -s ${REMOTE.certFile} && grep -q '^computer_id *= *[^ ]' ${REMOTE.config}`,
     { sudo: true },
   );
   if (registered.exitCode === 0) return { changed: false };
+  const token = typeof tokenSource === "function" ? await tokenSource() : tokenSource;
   if (!token) throw new Error(`${remote.name} is not registered yet: give a registration token (--token)`);
   await remote.runOrThrow(agentCommand(node, `register --token ${shellQuote(token)}`), {
     sudo: true,

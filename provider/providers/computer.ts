@@ -109,15 +109,15 @@ async function converge(stack: StackSettings, inputs: ComputerInputs): Promise<C
   }
   const connection = await resolveMaster(inputs.master, stack);
   return withMaster(inputs.master, stack, async (client) => {
-    const { token } = await client.createRegistrationToken(
-      inputs.computerId ? { computerId: inputs.computerId } : {},
-    );
     const result = await bootstrap(
       {
         target: targetOf(inputs.ssh),
         masterUrl: connection.url,
         masterCa: connection.ca ?? "",
-        token,
+        // Made only if the host is not registered yet: a converging node needs none.
+        token: async () =>
+          (await client.createRegistrationToken(inputs.computerId ? { computerId: inputs.computerId } : {}))
+            .token,
         computerId: inputs.computerId,
         partitionCount: inputs.partitionCount,
         interfaceName: inputs.interfaceName,
@@ -254,9 +254,13 @@ export class ComputerProvider implements pulumi.dynamic.ResourceProvider<Compute
   async delete(id: string, props: ComputerOutputs) {
     const subject = subjectOf(props);
     try {
-      await uninstall({ target: { ...targetOf(props.ssh), connectAttempts: 2 } }, (event) => {
-        if (event.status !== "started") progress(subject, `uninstall: ${event.step} ${event.status}`);
-      });
+      // A host that is gone must not hold the destroy up for long: two tries of 10 s.
+      await uninstall(
+        { target: { ...targetOf(props.ssh), connectAttempts: 2, connectTimeoutMs: 10_000 } },
+        (event) => {
+          if (event.status !== "started") progress(subject, `uninstall: ${event.step} ${event.status}`);
+        },
+      );
     } catch (error) {
       if (!(error instanceof UnreachableHostError)) throw error;
       progress(
