@@ -48,7 +48,7 @@ const PartitionExtras = z.object({
   blockDevice: z.string().max(256).optional(),
 });
 
-const PartitionReference = z
+export const PartitionReference = z
   .string()
   .regex(/^[A-Za-z0-9_.-]{1,64}$/, "a partition reference is 1-64 letters, digits, '_', '.' or '-'");
 

@@ -1,3 +1,5 @@
+import type { z } from "zod";
+
 /** What `check` receives for an input whose value is not known yet (during a preview). */
 export const UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9";
 
@@ -86,4 +88,29 @@ export function anyChanged(pairs: [old: unknown, new: unknown][]): boolean {
 export function createdButNotReady(error: unknown, id: string, outputs: object): Error {
   const failure = error instanceof Error ? error : new Error(String(error));
   return Object.assign(failure, { id, properties: outputs, reasons: [failure.message] });
+}
+
+/**
+ * The master's own rules for a body or a value (protocol/api.ts), applied in the preview: what
+ * the master would refuse is refused before anything is created. Values not known yet are left
+ * out; each failure names the resource's input (`names` maps the body's keys to the inputs'),
+ * which the engine shows next to the reason.
+ */
+export function schemaFailures(
+  schema: z.ZodType,
+  value: unknown,
+  names: Record<string, string> = {},
+): Failure[] {
+  const known =
+    value && typeof value === "object" && !Array.isArray(value)
+      ? Object.fromEntries(Object.entries(value).filter(([, item]) => !holdsUnknown(item)))
+      : value;
+  if (holdsUnknown(known)) return [];
+  const result = schema.safeParse(known);
+  if (result.success) return [];
+  return result.error.issues.map((issue) => {
+    const [head, ...rest] = issue.path.map(String);
+    const property = head === undefined ? "" : [names[head] ?? head, ...rest].join(".");
+    return { property, reason: issue.message };
+  });
 }

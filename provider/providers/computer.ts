@@ -2,15 +2,28 @@ import { createHash } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
 import type * as pulumi from "@pulumi/pulumi";
-import { type Computer, MasterApiError, type MasterClient } from "../../protocol/client.js";
+import { ComputerSettings } from "../../protocol/api.js";
+import {
+  type Computer,
+  type ComputerSettings as ComputerSettingsBody,
+  MasterApiError,
+  type MasterClient,
+} from "../../protocol/client.js";
 import { bootstrap } from "../../slave-bootstrap/index.js";
 import { REMOTE } from "../../slave-bootstrap/layout.js";
 import { type SshTarget, UnreachableHostError } from "../../slave-bootstrap/ssh.js";
 import { uninstall } from "../../slave-bootstrap/uninstall.js";
 import type { Timeouts } from "../dynamic.js";
 import type { MasterSettings } from "../master.js";
-import { anyChanged, type Failure, IMPORT_UNSUPPORTED, replacedKeys, UNKNOWN } from "./check.js";
-import { resolveMaster, type StackSettings, withMaster } from "./connection.js";
+import {
+  anyChanged,
+  type Failure,
+  IMPORT_UNSUPPORTED,
+  replacedKeys,
+  schemaFailures,
+  UNKNOWN,
+} from "./check.js";
+import { type StackSettings, withMaster } from "./connection.js";
 import { progress } from "./wait.js";
 
 export interface SshConnection {
@@ -22,12 +35,8 @@ export interface SshConnection {
   hostKey: string;
 }
 
-export interface ComputerCapabilities {
-  cpu_architecture?: string;
-  cpu_cores?: number;
-  memory_mb?: number;
-  disk_gb?: number;
-}
+/** Hardware the marketplace matches SLA conditions against (`cpu_architecture`, `cpu_cores`, `memory_mb`, `disk_gb`). */
+export type ComputerCapabilities = NonNullable<ComputerSettingsBody["capabilities"]>;
 
 export interface ComputerInputs {
   ssh: SshConnection;
@@ -107,8 +116,7 @@ async function converge(stack: StackSettings, inputs: ComputerInputs): Promise<C
       `${subject}: no wheelhouse for the node's Python environment: set the 'wheelhouse' input or SLAPOS_WHEELHOUSE (scripts/setup.sh builds one)`,
     );
   }
-  const connection = await resolveMaster(inputs.master, stack);
-  return withMaster(inputs.master, stack, async (client) => {
+  return withMaster(inputs.master, stack, async (client, connection) => {
     const result = await bootstrap(
       {
         target: targetOf(inputs.ssh),
@@ -187,10 +195,18 @@ export class ComputerProvider implements pulumi.dynamic.ResourceProvider<Compute
         reason: "partitionCount must be an integer from 1 to 1000",
       });
     }
-    const price = news.pricePerHour as number | typeof UNKNOWN | undefined;
-    if (price !== undefined && price !== UNKNOWN && (typeof price !== "number" || price < 0)) {
-      failures.push({ property: "pricePerHour", reason: "pricePerHour must be a number >= 0" });
-    }
+    failures.push(
+      ...schemaFailures(
+        ComputerSettings,
+        {
+          title: news.title,
+          region: news.region,
+          capabilities: news.capabilities,
+          pricePerPartitionHour: news.pricePerHour,
+        },
+        { pricePerPartitionHour: "pricePerHour" },
+      ),
+    );
     return { inputs: news, failures };
   }
 

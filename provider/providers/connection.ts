@@ -3,34 +3,37 @@ import { loadClientConfig } from "../../protocol/client-config.js";
 import type { MasterSettings } from "../master.js";
 
 /** The stack config's `slapos:*` settings, as the plugin process received them. */
-export type StackSettings = Partial<Record<keyof MasterSettings | "masterUrl", string>>;
+export type StackSettings = Partial<
+  Record<"masterUrl" | "caCertificate" | "certificate" | "privateKey", string>
+>;
 
 /**
  * The master to talk to, in order: the resource's `master` input, the stack config, the
  * `SLAPOS_*` environment, the client configuration file (`$SLAP_CONFIG`, `~/.slap/config.json`).
  */
-export async function resolveMaster(
+async function resolveMaster(
   input: MasterSettings | undefined,
   stack: StackSettings,
 ): Promise<MasterConnection> {
-  if (input?.url) {
-    return { url: input.url, ca: input.caCertificate, certificate: input.certificate, key: input.privateKey };
-  }
-  if (stack.masterUrl) {
-    return {
-      url: stack.masterUrl,
-      ca: stack.caCertificate,
-      certificate: stack.certificate,
-      key: stack.privateKey,
-    };
-  }
   const env = process.env;
-  if (env.SLAPOS_MASTER_URL) {
-    return {
+  const { masterUrl, ...identity } = stack;
+  const sources: Partial<MasterSettings>[] = [
+    input ?? {},
+    { url: masterUrl, ...identity },
+    {
       url: env.SLAPOS_MASTER_URL,
-      ca: env.SLAPOS_CA_CERTIFICATE,
+      caCertificate: env.SLAPOS_CA_CERTIFICATE,
       certificate: env.SLAPOS_CERTIFICATE,
-      key: env.SLAPOS_PRIVATE_KEY,
+      privateKey: env.SLAPOS_PRIVATE_KEY,
+    },
+  ];
+  const settings = sources.find((source) => source.url);
+  if (settings?.url) {
+    return {
+      url: settings.url,
+      ca: settings.caCertificate,
+      certificate: settings.certificate,
+      key: settings.privateKey,
     };
   }
   const file = await loadClientConfig();
@@ -40,15 +43,16 @@ export async function resolveMaster(
   );
 }
 
-/** Runs `work` with a client of the resolved master, closing it afterwards. */
+/** Runs `work` with a client of the resolved master (and where it is), closing the client afterwards. */
 export async function withMaster<T>(
   input: MasterSettings | undefined,
   stack: StackSettings,
-  work: (client: MasterClient) => Promise<T>,
+  work: (client: MasterClient, connection: MasterConnection) => Promise<T>,
 ): Promise<T> {
-  const client = new MasterClient(await resolveMaster(input, stack), { timeoutMs: 30_000 });
+  const connection = await resolveMaster(input, stack);
+  const client = new MasterClient(connection, { timeoutMs: 30_000 });
   try {
-    return await work(client);
+    return await work(client, connection);
   } finally {
     await client.close();
   }

@@ -1,8 +1,9 @@
 import type * as pulumi from "@pulumi/pulumi";
+import { PartitionReference, PartitionSettings } from "../../protocol/api.js";
 import type { MasterClient } from "../../protocol/client.js";
 import type { Timeouts } from "../dynamic.js";
 import type { MasterSettings } from "../master.js";
-import { anyChanged, type Failure, IMPORT_UNSUPPORTED, replacedKeys, UNKNOWN } from "./check.js";
+import { anyChanged, IMPORT_UNSUPPORTED, replacedKeys, schemaFailures } from "./check.js";
 import { fetchComputer, type PartitionInfo, partitionsOf } from "./computer.js";
 import { type StackSettings, withMaster } from "./connection.js";
 
@@ -16,8 +17,6 @@ export interface PartitionInputs {
 }
 
 export interface PartitionOutputs extends PartitionInputs, Omit<PartitionInfo, "reference"> {}
-
-const IPV4 = /^(25[0-5]|2[0-4]\d|1?\d?\d)(\.(25[0-5]|2[0-4]\d|1?\d?\d)){3}$/;
 
 /** Sets the partition's extras on the master (the node applies them) and returns what it records. */
 async function configure(client: MasterClient, inputs: PartitionInputs): Promise<PartitionOutputs> {
@@ -37,26 +36,17 @@ export class PartitionProvider implements pulumi.dynamic.ResourceProvider<Partit
   constructor(private readonly stack: StackSettings) {}
 
   async check(_olds: PartitionInputs, news: PartitionInputs) {
-    const failures: Failure[] = [];
-    if (news.reference !== UNKNOWN && !/^[A-Za-z0-9_.-]{1,64}$/.test(news.reference ?? "")) {
-      failures.push({
+    const failures = [
+      ...schemaFailures(PartitionReference, news.reference).map((failure) => ({
+        ...failure,
         property: "reference",
-        reason: "the partition's reference (e.g. slappart3) is required",
-      });
-    }
-    if (news.routableIpv4 !== undefined && news.routableIpv4 !== UNKNOWN && !IPV4.test(news.routableIpv4)) {
-      failures.push({ property: "routableIpv4", reason: `'${news.routableIpv4}' is not an IPv4 address` });
-    }
-    if (
-      news.blockDevice !== undefined &&
-      news.blockDevice !== UNKNOWN &&
-      !/^\/dev\/\S+$/.test(news.blockDevice)
-    ) {
-      failures.push({
-        property: "blockDevice",
-        reason: `'${news.blockDevice}' is not a device path under /dev/`,
-      });
-    }
+        reason: `${failure.reason} (e.g. slappart3, see the Computer's partitions)`,
+      })),
+      ...schemaFailures(PartitionSettings, {
+        routableIpv4: news.routableIpv4,
+        blockDevice: news.blockDevice,
+      }),
+    ];
     return { inputs: news, failures };
   }
 

@@ -25,19 +25,25 @@ describeWith(pulumiRequirements, "the provider refuses bad inputs in the preview
     return String((failed as Error).message);
   };
 
-  it("computer: an unpinned host key, no partitions, a negative price, a user without sudo", async () => {
+  it("computer: an unpinned host key, no partitions, a negative price, unknown capabilities, a user without sudo", async () => {
     declare = () => {
       new Computer("bad", {
         ssh: { host: "203.0.113.7", hostKey: "ssh-ed25519 AAAA", user: "deploy", sudo: false },
         partitionCount: 0,
         pricePerHour: -1,
+        capabilities: { cpu_cores: 0, gpu: 1 } as never,
       });
     };
     const message = await previewError();
     expect(message).toContain("ssh.hostKey");
     expect(message).toContain("host keys are pinned, never trusted blindly");
     expect(message).toContain("partitionCount must be an integer from 1 to 1000");
-    expect(message).toContain("pricePerHour must be a number >= 0");
+    // The master's own rules (protocol/api.ts), applied before anything is created.
+    expect(message).toContain(
+      "property pricePerHour value {-1} has a problem: Too small: expected number to be >=0",
+    );
+    expect(message).toContain("property capabilities.cpu_cores value {<nil>} has a problem: Too small");
+    expect(message).toContain('has a problem: Unrecognized key: "gpu"');
     expect(message).toContain("'deploy' must run commands through password-less sudo");
   }, 120_000);
 
@@ -63,18 +69,22 @@ describeWith(pulumiRequirements, "the provider refuses bad inputs in the preview
     expect(await previewError()).toContain("the software release URL is required");
   }, 120_000);
 
-  it("partition: an address that is not IPv4, a device outside /dev", async () => {
+  it("partition: a bad reference, an address that is not IPv4, a device outside /dev", async () => {
     declare = () => {
       new Partition("bad", {
         computerId: "COMP-1",
-        reference: "slappart0",
+        reference: "slap part",
         routableIpv4: "10.0.0.300",
         blockDevice: "sdb",
       });
     };
     const message = await previewError();
-    expect(message).toContain("'10.0.0.300' is not an IPv4 address");
-    expect(message).toContain("'sdb' is not a device path under /dev/");
+    expect(message).toContain(
+      "property reference value {slap part} has a problem: a partition reference is 1-64 letters",
+    );
+    expect(message).toContain("(e.g. slappart3, see the Computer's partitions)");
+    expect(message).toContain("routableIpv4 must be an IPv4 address in dotted form");
+    expect(message).toContain("blockDevice must be an absolute path under /dev/");
   }, 120_000);
 
   it("a valid program previews with every resource to create", async () => {
