@@ -35,7 +35,12 @@ try {
   const hosts = [await network.addHost(), await network.addHost()];
   running = await startNetworkMaster(network, directory);
   await mkdir(join(directory, "keys"), { recursive: true, mode: 0o700 });
-  const cloud: DemoCloud = { pid: process.pid, masterUrl: running.master.url, hosts: [] };
+  const cloud: DemoCloud = {
+    pid: process.pid,
+    masterUrl: running.master.url,
+    stackConfig: running.stackConfig,
+    hosts: [],
+  };
   for (const host of hosts) {
     const privateKeyFile = join(directory, "keys", host.name);
     await writeFile(privateKeyFile, host.privateKey, { mode: 0o600 });
@@ -46,7 +51,6 @@ try {
       privateKeyFile,
     });
   }
-  cloud.adminConfigFile = running.master.adminConfigPath;
   // Written last and atomically: its presence means the cloud is up.
   await writeFile(join(directory, "cloud.json.tmp"), JSON.stringify(cloud, null, 2), { mode: 0o600 });
   await rename(join(directory, "cloud.json.tmp"), join(directory, "cloud.json"));

@@ -92,19 +92,7 @@ async function demoStack(cloud: DemoCloud | undefined): Promise<Stack> {
     },
     { workDir: directory, envVars },
   );
-  if (cloud?.adminConfigFile) {
-    const admin = JSON.parse(await readFile(cloud.adminConfigFile, "utf8")) as {
-      ca: string;
-      certificate: string;
-      key: string;
-    };
-    await stack.setAllConfig({
-      "slapos:masterUrl": { value: cloud.masterUrl },
-      "slapos:caCertificate": { value: admin.ca },
-      "slapos:certificate": { value: admin.certificate },
-      "slapos:privateKey": { value: admin.key, secret: true },
-    });
-  }
+  if (cloud) await stack.setAllConfig(cloud.stackConfig);
   return stack;
 }
 

@@ -3,7 +3,7 @@ export interface DemoCloud {
   /** The cloud process: SIGTERM stops the master and removes the hosts. */
   pid: number;
   masterUrl: string;
-  /** The admin's client configuration (url, ca, certificate, key) the master wrote. */
-  adminConfigFile?: string;
+  /** The provider's `slapos:*` stack config: the master and its admin's identity (the key secret). */
+  stackConfig: Record<string, { value: string; secret?: boolean }>;
   hosts: { name: string; address: string; hostKey: string; privateKeyFile: string }[];
 }
