@@ -38,6 +38,14 @@ export interface PartitionExtras {
   blockDevice?: string;
 }
 
+/**
+ * Who may place instances on a computer (its owner's consent, as SlapOS's allocation scope), and
+ * who may attach shared instances to an instance: its owner only, the members of the owner's
+ * organisations, or anyone.
+ */
+export const SCOPES = ["personal", "organisation", "open"] as const;
+export type Scope = (typeof SCOPES)[number];
+
 export const organisations = pgTable("organisations", {
   id: text("id").primaryKey(),
   title: text("title").notNull(),
@@ -48,10 +56,30 @@ export const persons = pgTable("persons", {
   id: text("id").primaryKey(),
   name: text("name").notNull(),
   email: text("email"),
-  organisationId: text("organisation_id").references(() => organisations.id),
   isAdmin: boolean("is_admin").notNull().default(false),
+  /** Set when an admin revoked the person: their certificates are revoked and none is issued again. */
+  revokedAt: timestamp("revoked_at", { withTimezone: true }),
   createdAt: createdAt(),
 });
+
+/** A person belongs to any number of organisations; its managers add and remove members. */
+export const organisationMembers = pgTable(
+  "organisation_members",
+  {
+    organisationId: text("organisation_id")
+      .notNull()
+      .references(() => organisations.id),
+    personId: text("person_id")
+      .notNull()
+      .references(() => persons.id),
+    role: text("role", { enum: ["manager", "member"] }).notNull(),
+    createdAt: createdAt(),
+  },
+  (table) => [
+    primaryKey({ columns: [table.organisationId, table.personId] }),
+    index("organisation_members_person_idx").on(table.personId),
+  ],
+);
 
 export const computers = pgTable(
   "computers",
@@ -64,6 +92,8 @@ export const computers = pgTable(
     region: text("region"),
     capabilities: jsonb("capabilities").$type<Capabilities>().notNull().default({}),
     pricePerPartitionHour: doublePrecision("price_per_partition_hour").notNull().default(0),
+    /** Whose requests may be placed here (and supply their releases here). */
+    allocationScope: text("allocation_scope", { enum: SCOPES }).notNull().default("personal"),
     /**
      * How many of its partitions are free, kept in the same transactions that take and free them:
      * allocation finds computers with room through an index instead of scanning partitions.
@@ -166,6 +196,8 @@ export const softwareInstances = pgTable(
     partitionId: integer("partition_id"),
     /** For a shared instance: the instance whose partition serves it. */
     hostInstanceId: text("host_instance_id"),
+    /** Whose shared instances this instance agrees to serve (its owner's only, by default). */
+    sharingScope: text("sharing_scope", { enum: SCOPES }).notNull().default("personal"),
     /** SLAP timestamp (ms): changes exactly when the node must redeploy the instance. */
     timestamp: bigint("timestamp", { mode: "number" }).notNull(),
     /**
@@ -182,6 +214,12 @@ export const softwareInstances = pgTable(
     index("software_instances_root_idx").on(table.rootId),
     index("software_instances_owner_idx").on(table.ownerId),
     index("software_instances_host_idx").on(table.hostInstanceId),
+    // Requests waiting for a partition, oldest first: placed as soon as capacity appears.
+    index("software_instances_waiting_idx")
+      .on(table.createdAt)
+      .where(
+        sql`${table.partitionId} is null and ${table.shared} = false and ${table.destroyedAt} is null and ${table.requestedState} <> 'destroyed'`,
+      ),
   ],
 );
 
