@@ -3,15 +3,7 @@ import { Hono } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { z } from "zod";
 import { PartitionLayout } from "../../protocol/api.js";
-import {
-  MarshalError,
-  type Marshallable,
-  marshal,
-  PyFloat,
-  PyObject,
-  PyTuple,
-  unmarshal,
-} from "../../protocol/xml-marshaller.js";
+import { MarshalError, type Marshallable, marshal, unmarshal } from "../../protocol/xml-marshaller.js";
 import type { MasterEnv } from "../api/context.js";
 import { actorOf, requireActor } from "../api/identity.js";
 import type { Actor } from "../model/actor.js";
@@ -27,6 +19,7 @@ import {
   setConnectionParameters,
 } from "../model/instances.js";
 import { reportSoftwareState, supplySoftware } from "../model/software.js";
+import { asDict, type Fields, form, query, required, stringDict } from "./form.js";
 import { computer, computerPartition, softwareInstance } from "./objects.js";
 
 // The classic SLAP API (reference section 3) at the master's root: the same model as the JSON
@@ -34,30 +27,6 @@ import { computer, computerPartition, softwareInstance } from "./objects.js";
 // and buildout recipes.
 
 type SlapContext = Context<MasterEnv>;
-type Fields = (name: string) => string | undefined;
-
-/** Form or query values, with the Python client's literal "None" read as absent. */
-function fieldsOf(values: Record<string, unknown>): Fields {
-  return (name) => {
-    const value = values[name];
-    if (typeof value !== "string" || value === "None" || value === "none") return undefined;
-    return value;
-  };
-}
-
-async function form(c: SlapContext): Promise<Fields> {
-  return fieldsOf(await c.req.parseBody());
-}
-
-function query(c: SlapContext): Fields {
-  return fieldsOf(c.req.query());
-}
-
-function required(fields: Fields, name: string): string {
-  const value = fields(name);
-  if (value === undefined || value === "") throw invalid(name, `the field '${name}' is required`);
-  return value;
-}
 
 function xml(c: SlapContext, value: Marshallable) {
   return c.body(marshal(value), 200, { "content-type": "text/xml; charset=utf-8" });
@@ -65,36 +34,6 @@ function xml(c: SlapContext, value: Marshallable) {
 
 function text(c: SlapContext, body: string, status: ContentfulStatusCode = 200) {
   return c.body(body, status, { "content-type": "text/plain; charset=utf-8" });
-}
-
-type Dict = { [key: string]: Marshallable };
-
-/** A decoded value that must be a dictionary. */
-function asDict(value: Marshallable, field: string): Dict {
-  if (
-    typeof value !== "object" ||
-    value === null ||
-    Array.isArray(value) ||
-    value instanceof PyObject ||
-    value instanceof PyTuple ||
-    value instanceof PyFloat
-  ) {
-    throw invalid(field, `'${field}' must be a marshalled dictionary`);
-  }
-  return value;
-}
-
-/** A dict of strings from marshalled XML (parameters, SLA, connection parameters). */
-function stringDict(field: string, xmlText: string | undefined): Record<string, string> {
-  if (xmlText === undefined || xmlText === "") return {};
-  const decoded = unmarshal(xmlText);
-  if (decoded === null) return {};
-  const value = asDict(decoded, field);
-  const result: Record<string, string> = {};
-  for (const [key, entry] of Object.entries(value)) {
-    result[key] = entry === null ? "None" : typeof entry === "object" ? JSON.stringify(entry) : String(entry);
-  }
-  return result;
 }
 
 /** The actor a partition-side call acts as: the instance in that partition. */
