@@ -5,6 +5,11 @@ import { z } from "@hono/zod-openapi";
 const Parameters = z.record(z.string(), z.string()).openapi({ example: { name: "blog" } });
 const Timestamp = z.string().openapi({ format: "date-time" });
 
+/** Who a computer takes requests from, and whose shared instances an instance serves. */
+export const Scope = z.enum(["personal", "organisation", "open"]).openapi("Scope", {
+  description: "personal: the owner only; organisation: members of the owner's organisations; open: anyone",
+});
+
 export const ErrorBody = z
   .object({
     error: z.object({
@@ -114,6 +119,7 @@ export const ComputerView = z
     region: z.string().nullable(),
     capabilities: Capabilities,
     pricePerPartitionHour: z.number(),
+    allocationScope: Scope,
     lastContactAt: Timestamp.nullable(),
     desiredVersion: z.number().int(),
     partitions: z.array(PartitionView),
@@ -127,6 +133,10 @@ export const ComputerSettings = z
     region: z.string().min(1).max(100).nullable().optional(),
     capabilities: Capabilities.optional(),
     pricePerPartitionHour: z.number().nonnegative().optional(),
+    allocationScope: Scope.optional().openapi({
+      description:
+        "Whose requests may be placed here (and so supply their releases here): personal (default: the owner only), organisation (members of the owner's organisations), open (anyone)",
+    }),
   })
   .strict()
   .openapi("ComputerSettings");
@@ -160,6 +170,10 @@ export const InstanceRequest = z
       .openapi({ example: { region: "eu", cpu_cores: "4" } }),
     shared: z.boolean().optional(),
     state: z.enum(["started", "stopped", "destroyed"]).optional(),
+    sharingScope: Scope.optional().openapi({
+      description:
+        "Whose shared instances this instance agrees to serve (default personal: its owner's only); absent on a re-request: unchanged",
+    }),
   })
   .strict()
   .openapi("InstanceRequest");
@@ -173,6 +187,7 @@ export const InstanceView = z
     parameters: Parameters,
     sla: z.record(z.string(), z.string()),
     shared: z.boolean(),
+    sharingScope: Scope,
     requestedState: z.enum(["started", "stopped", "destroyed"]),
     reportedState: z.enum(["started", "stopped", "destroyed", "error"]).nullable(),
     status: z.enum(["pending", "deploying", "ready", "error", "destroying", "destroyed"]),
@@ -332,3 +347,34 @@ export type InstanceViewBody = z.infer<typeof InstanceView>;
 export type ComputerViewBody = z.infer<typeof ComputerView>;
 export type DesiredStateBody = z.infer<typeof DesiredState>;
 export type ErrorBodyType = z.infer<typeof ErrorBody>;
+
+/**
+ * A renewed person or computer certificate, answered once (the master keeps no copy of the key).
+ * The certificate that asked keeps working until its own expiry.
+ */
+export const RenewedCertificate = Credentials.extend({ expiresAt: Timestamp }).openapi("RenewedCertificate");
+
+export const OrganisationRole = z.enum(["manager", "member"]).openapi("OrganisationRole", {
+  description: "manager: adds and removes members; member: takes part in its computers' organisation scope",
+});
+
+export const OrganisationRequest = z
+  .object({ title: z.string().min(1).max(200) })
+  .strict()
+  .openapi("OrganisationRequest");
+
+export const OrganisationMemberSettings = z
+  .object({ role: OrganisationRole })
+  .strict()
+  .openapi("OrganisationMemberSettings");
+
+export const OrganisationView = z
+  .object({
+    id: z.string(),
+    title: z.string(),
+    createdAt: Timestamp,
+    members: z.array(
+      z.object({ personId: z.string(), name: z.string(), role: OrganisationRole, since: Timestamp }),
+    ),
+  })
+  .openapi("Organisation");

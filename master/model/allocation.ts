@@ -1,5 +1,6 @@
 import { sql } from "drizzle-orm";
 import { DESIRED_STATE_CHANNEL, type Executor, type Rows, rowsOf } from "../db/connect.js";
+import { scopeAdmits } from "./scope.js";
 import type { Sla } from "./sla.js";
 
 export interface AllocationRequest {
@@ -8,6 +9,7 @@ export interface AllocationRequest {
   sla: Sla;
   /** The SLA as asked, recorded in the contract. */
   conditions: Record<string, string>;
+  /** The person owning the instance's tree: the computers' allocation scopes must admit them. */
   requesterId: string;
 }
 
@@ -48,10 +50,12 @@ function pickCandidate(candidates: CandidateComputer[]): CandidateComputer | und
 }
 
 /**
- * Gives the instance a free partition on a computer that meets every SLA condition, preferring
- * computers where its release is already supplied, then the cheapest. Atomic: the partition row
- * is locked (`for update skip locked`), so concurrent requests never get the same partition, and
- * the unique index on partitions.instance_id backs that up. Records the trading contract and
+ * Gives the instance a free partition on a computer whose allocation scope admits the requester
+ * and that meets every SLA condition, preferring computers where its release is already
+ * supplied, then the cheapest. Only such a computer is ever supplied the requester's release:
+ * this is the one way a request reaches a computer. Atomic: the partition row is locked
+ * (`for update skip locked`), so concurrent requests never get the same partition, and the
+ * unique index on partitions.instance_id backs that up. Records the trading contract and
  * supplies the release to the computer if it was not. Returns undefined when nothing matches.
  *
  * The computer is chosen first (walking the index of computers with free partitions, cheapest
@@ -63,8 +67,15 @@ export async function allocatePartition(
   request: AllocationRequest,
 ): Promise<Allocation | undefined> {
   const { sla } = request;
-  // Matches the partial index computers_available_idx.
-  const conditions = [sql`c.free_partitions > 0`, sql`c.deregistered_at is null`];
+  const conditions = [
+    // Matches the partial index computers_available_idx.
+    sql`c.free_partitions > 0`,
+    sql`c.deregistered_at is null`,
+    // The owner's consent. A filter on the index walk, not an index condition: computers that
+    // refuse the requester are skipped while walking in price order, so the cheapest admitting
+    // computers still come first and the limit counts only admitting ones.
+    scopeAdmits(sql`c.allocation_scope`, sql`c.owner_id`, request.requesterId),
+  ];
   if (sla.computerGuid !== undefined) conditions.push(sql`c.id = ${sla.computerGuid}`);
   if (sla.region !== undefined) conditions.push(sql`c.region = ${sla.region}`);
   if (sla.cpuArchitecture !== undefined)

@@ -16,8 +16,9 @@ export async function issueRecordedCertificate(
   authority: Authority,
   kind: IdentityKind,
   subjectId: string,
+  days?: number,
 ): Promise<IssuedCertificate> {
-  const issued = issueClientCertificate(authority, kind, subjectId);
+  const issued = issueClientCertificate(authority, kind, subjectId, days);
   await executor.insert(certificates).values({
     serial: issued.serial,
     kind,

@@ -8,7 +8,10 @@ import {
   type PartitionAddress,
   type PartitionExtras,
   partitions,
+  persons,
   registrationTokens,
+  SCOPES,
+  type Scope,
   softwareInstallations,
 } from "../db/schema.js";
 import type { Authority } from "../identity/authority.js";
@@ -17,6 +20,7 @@ import { issueRecordedCertificate } from "./certificates.js";
 import { bumpComputers, bumpInstances } from "./changes.js";
 import { conflict, forbidden, invalid, notFound } from "./errors.js";
 import { newId } from "./ids.js";
+import { placeWaiting } from "./placement.js";
 
 /** What format made of a partition: the node uploads it. */
 export interface PartitionLayout {
@@ -51,6 +55,8 @@ export interface ComputerView {
   region: string | null;
   capabilities: Capabilities;
   pricePerPartitionHour: number;
+  /** Whose requests may be placed here. */
+  allocationScope: Scope;
   lastContactAt: string | null;
   desiredVersion: number;
   partitions: PartitionView[];
@@ -62,6 +68,7 @@ export interface ComputerSettings {
   region?: string | null;
   capabilities?: Capabilities;
   pricePerPartitionHour?: number;
+  allocationScope?: Scope;
 }
 
 export interface Registration {
@@ -86,7 +93,7 @@ async function loadComputer(executor: Executor, id: string): Promise<ComputerRow
 }
 
 /** Owners (and admins) manage a computer; the computer itself reads and reports its own. */
-function authorize(actor: Actor, computer: ComputerRow, access: "read" | "manage" | "node"): void {
+function authorize(actor: Actor, computer: ComputerRow, access: "read" | "bang" | "manage" | "node"): void {
   if (actor.kind === "person" && (actor.isAdmin || (computer.ownerId === actor.id && access !== "node")))
     return;
   if (actor.kind === "computer" && actor.id === computer.id && access !== "manage") return;
@@ -119,6 +126,7 @@ export async function viewComputers(executor: Executor, rows: ComputerRow[]): Pr
     region: row.region,
     capabilities: row.capabilities,
     pricePerPartitionHour: row.pricePerPartitionHour,
+    allocationScope: row.allocationScope,
     lastContactAt: row.lastContactAt?.toISOString() ?? null,
     desiredVersion: row.desiredVersion,
     partitions: partitionRows.filter((partition) => partition.computerId === row.id).map(viewPartition),
@@ -163,14 +171,23 @@ export async function createRegistrationToken(
 ): Promise<{ token: string; expiresAt: string }> {
   if (actor.kind !== "person")
     throw forbidden(`only persons issue registration tokens, not ${actor.kind} ${actor.id}`);
-  if (options.computerId) authorize(actor, await loadComputer(db, options.computerId), "manage");
   const token = `${TOKEN_PREFIX}${randomBytes(24).toString("base64url")}`;
   const expiresAt = new Date(Date.now() + (options.ttlSeconds ?? 3600) * 1000);
-  await db.insert(registrationTokens).values({
-    tokenHash: hashToken(token),
-    personId: actor.id,
-    computerId: options.computerId ?? null,
-    expiresAt,
+  await db.transaction(async (tx) => {
+    const { computerId } = options;
+    if (computerId) {
+      // Shared with other tokens, exclusive of a deregistration: one running at the same time
+      // either comes first (and the computer is gone here) or sees this token and ends it.
+      const [computer] = await tx.select().from(computers).where(eq(computers.id, computerId)).for("share");
+      if (!computer || computer.deregisteredAt) throw notFound(`no computer ${computerId}`);
+      authorize(actor, computer, "manage");
+    }
+    await tx.insert(registrationTokens).values({
+      tokenHash: hashToken(token),
+      personId: actor.id,
+      computerId: computerId ?? null,
+      expiresAt,
+    });
   });
   return { token, expiresAt: expiresAt.toISOString() };
 }
@@ -178,7 +195,8 @@ export async function createRegistrationToken(
 /**
  * Exchanges a registration token for a computer identity: a new computer owned by the token's
  * person (or the existing one the token names), with a fresh certificate; older certificates of
- * that computer are revoked. The token works once.
+ * that computer are revoked. The token works once, and not at all once its person is revoked or
+ * its computer deregistered.
  */
 export async function registerComputer(
   db: Db,
@@ -186,22 +204,55 @@ export async function registerComputer(
   token: string,
   options: { title?: string } = {},
 ): Promise<Registration> {
+  const tokenHash = hashToken(token);
+  const spent = () =>
+    invalid("token", "the registration token is unknown, expired or already used; ask for a new one");
   return db.transaction(async (tx) => {
+    // The person's and the computer's rows are locked before the token's, in the order person
+    // revocation, renewal and deregistration take them, so none of those can slip in between.
+    const [found] = await tx
+      .select({ personId: registrationTokens.personId, computerId: registrationTokens.computerId })
+      .from(registrationTokens)
+      .where(eq(registrationTokens.tokenHash, tokenHash));
+    if (!found) throw spent();
+    const [person] = await tx
+      .select({ revokedAt: persons.revokedAt })
+      .from(persons)
+      .where(eq(persons.id, found.personId))
+      .for("share");
+    const [computer] = found.computerId
+      ? await tx
+          .select({ deregisteredAt: computers.deregisteredAt })
+          .from(computers)
+          .where(eq(computers.id, found.computerId))
+          .for("update")
+      : [];
     const [claimed] = await tx
       .update(registrationTokens)
       .set({ usedAt: sql`now()` })
       .where(
         and(
-          eq(registrationTokens.tokenHash, hashToken(token)),
+          eq(registrationTokens.tokenHash, tokenHash),
           isNull(registrationTokens.usedAt),
           gt(registrationTokens.expiresAt, sql`now()`),
         ),
       )
       .returning();
-    if (!claimed) {
-      throw invalid("token", "the registration token is unknown, expired or already used; ask for a new one");
+    if (!claimed) throw spent();
+    // Refusals roll the claim back: the token stays as it was, and still registers nothing.
+    if (!person || person.revokedAt) {
+      throw invalid(
+        "token",
+        "the person who created this registration token has been revoked: ask a current user of the master for a new token",
+      );
     }
     let computerId = claimed.computerId;
+    if (computerId && (!computer || computer.deregisteredAt)) {
+      throw invalid(
+        "token",
+        `computer ${computerId} was deregistered: a token made for it registers nothing; to register this host as a new computer, use a token created without computerId`,
+      );
+    }
     if (computerId) {
       await tx
         .update(certificates)
@@ -277,6 +328,7 @@ export async function uploadPartitions(
           })
           .where(eq(computers.id, computerId));
         await bumpComputers(tx, [computerId]);
+        await placeWaiting(tx, [computerId]);
       }
     }
     const [touched] = await tx
@@ -386,6 +438,9 @@ export async function updateComputer(
   if (settings.pricePerPartitionHour !== undefined && settings.pricePerPartitionHour < 0) {
     throw invalid("pricePerPartitionHour", "a price cannot be negative");
   }
+  if (settings.allocationScope !== undefined && !SCOPES.includes(settings.allocationScope)) {
+    throw invalid("allocationScope", `allocationScope must be one of ${SCOPES.join(", ")}`);
+  }
   const changes = {
     ...(settings.title !== undefined ? { title: settings.title } : {}),
     ...(settings.region !== undefined ? { region: settings.region } : {}),
@@ -393,15 +448,21 @@ export async function updateComputer(
     ...(settings.pricePerPartitionHour !== undefined
       ? { pricePerPartitionHour: settings.pricePerPartitionHour }
       : {}),
+    ...(settings.allocationScope !== undefined ? { allocationScope: settings.allocationScope } : {}),
   };
   if (Object.keys(changes).length === 0) return viewOne(db, computer);
-  const [updated] = await db.update(computers).set(changes).where(eq(computers.id, id)).returning();
-  return viewOne(db, updated ?? computer);
+  return db.transaction(async (tx) => {
+    const [updated] = await tx.update(computers).set(changes).where(eq(computers.id, id)).returning();
+    // A wider scope, another region or price may let waiting requests in: they are placed now,
+    // not when a partition happens to free up.
+    await placeWaiting(tx, [id]);
+    return viewOne(tx, updated ?? computer);
+  });
 }
 
 /**
- * Retires a computer for good: its certificates are revoked, it takes no more instances, and its
- * id cannot be registered again. Refused while any of its partitions holds an instance: destroy
+ * Retires a computer for good: its certificates are revoked, its unused registration tokens
+ * expire, it takes no more instances, and its id cannot be registered again. Refused while any of its partitions holds an instance: destroy
  * them first, or rebuild the computer on another host instead.
  */
 export async function deregisterComputer(db: Db, actor: Actor, id: string): Promise<void> {
@@ -430,6 +491,17 @@ export async function deregisterComputer(db: Db, actor: Actor, id: string): Prom
         ),
       );
     await tx.update(computers).set({ deregisteredAt: now }).where(eq(computers.id, id));
+    // Re-registration tokens die with the computer: one handed out earlier must not bring it back.
+    await tx
+      .update(registrationTokens)
+      .set({ expiresAt: sql`now()` })
+      .where(
+        and(
+          eq(registrationTokens.computerId, id),
+          isNull(registrationTokens.usedAt),
+          gt(registrationTokens.expiresAt, sql`now()`),
+        ),
+      );
     // Wakes the node's long poll, which then learns that the computer is gone.
     await bumpComputers(tx, [id]);
   });
@@ -451,6 +523,24 @@ export async function listComputers(db: Db, actor: Actor): Promise<ComputerView[
     .where(actor.isAdmin ? active : and(active, eq(computers.ownerId, actor.id)))
     .orderBy(asc(computers.createdAt));
   return viewComputers(db, rows);
+}
+
+/**
+ * "Something broke on this node, reprocess everything" (SlapOS's computerBang): every instance it
+ * runs is redeployed. The computer itself, its owner or an admin.
+ */
+export async function bangComputer(db: Db, actor: Actor, id: string): Promise<void> {
+  await db.transaction(async (tx) => {
+    authorize(actor, await loadComputer(tx, id), "bang");
+    const hosted = await tx
+      .select({ instanceId: partitions.instanceId })
+      .from(partitions)
+      .where(and(eq(partitions.computerId, id), sql`${partitions.instanceId} is not null`));
+    await bumpInstances(
+      tx,
+      hosted.map((row) => row.instanceId).filter((instanceId): instanceId is string => instanceId !== null),
+    );
+  });
 }
 
 /** Checks that the actor is this computer (or an admin) and records that the node was heard from. */
@@ -489,18 +579,4 @@ export async function ensureComputer(db: Db, actor: Actor, id: string): Promise<
   if (existing) return;
   if (actor.kind !== "person" || !actor.isAdmin) throw notFound(`no computer ${id}: register it first`);
   await db.insert(computers).values({ id, title: id, ownerId: actor.id }).onConflictDoNothing();
-}
-
-/** The instance a partition runs now, if any. */
-export async function instanceInPartition(
-  db: Db,
-  computerId: string,
-  reference: string,
-): Promise<string | undefined> {
-  const [row] = await db
-    .select({ instanceId: partitions.instanceId })
-    .from(partitions)
-    .where(and(eq(partitions.computerId, computerId), eq(partitions.reference, reference)));
-  if (!row) throw notFound(`computer ${computerId} has no partition ${reference}`);
-  return row.instanceId ?? undefined;
 }

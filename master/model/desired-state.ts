@@ -3,7 +3,7 @@ import { type Db, type Rows, rowsOf } from "../db/connect.js";
 import type { PartitionAddress, PartitionExtras } from "../db/schema.js";
 import type { Actor } from "./actor.js";
 import { authorizeNode, recordContact } from "./computers.js";
-import { notFound } from "./errors.js";
+import { forbidden, notFound } from "./errors.js";
 import type { RequestedState } from "./instances.js";
 
 export interface SharedInstanceState {
@@ -120,9 +120,20 @@ export class DesiredStates {
     for (const wake of waiting) wake(fresh);
   }
 
-  /** What the computer must install and run, for the computer itself (or an admin). */
+  /**
+   * What the computer must install and run, for the computer itself (or an admin); an instance
+   * running there sees its own partition and release only.
+   */
   async read(actor: Actor, computerId: string): Promise<DesiredStateDocument> {
-    const { head, document } = await this.snapshot(computerId);
+    return this.documentFor(actor, computerId, await this.snapshot(computerId));
+  }
+
+  private async documentFor(
+    actor: Actor,
+    computerId: string,
+    { head, document }: Snapshot,
+  ): Promise<DesiredStateDocument> {
+    if (actor.kind === "instance") return instanceSlice(actor.id, document);
     authorizeNode(actor, { id: computerId, ownerId: head.owner_id });
     await recordContact(this.db, {
       id: computerId,
@@ -161,9 +172,7 @@ export class DesiredStates {
       const fresh = await Promise.race([changed, timedOut]);
       clearTimeout(timer);
       if (!fresh) return await this.read(actor, computerId);
-      const { head, document } = await fresh;
-      authorizeNode(actor, { id: computerId, ownerId: head.owner_id });
-      return document;
+      return await this.documentFor(actor, computerId, await fresh);
     } finally {
       this.waiters.get(computerId)?.delete(wake);
       if (this.waiters.get(computerId)?.size === 0) this.waiters.delete(computerId);
@@ -194,6 +203,22 @@ export class DesiredStates {
 interface Snapshot {
   head: ComputerHead;
   document: DesiredStateDocument;
+}
+
+/** The part of a computer's desired state an instance running there may see: its own. */
+function instanceSlice(instanceId: string, document: DesiredStateDocument): DesiredStateDocument {
+  const state = JSON.parse(document.json) as DesiredState;
+  const own = state.partitions.find((partition) => partition.instance?.id === instanceId);
+  if (!own?.instance) {
+    throw forbidden(`instance ${instanceId} does not run on computer ${state.computerId}`);
+  }
+  const release = own.instance.softwareReleaseUrl;
+  const slice: DesiredState = {
+    ...state,
+    software: state.software.filter((software) => software.url === release),
+    partitions: [own],
+  };
+  return { version: document.version, json: JSON.stringify(slice) };
 }
 
 /** The desired state as an object, uncached (for callers inside the master and tests). */

@@ -6,13 +6,16 @@ import {
   contracts,
   type PartitionAddress,
   partitions,
+  type Scope,
   softwareInstances,
 } from "../db/schema.js";
-import type { Actor } from "./actor.js";
+import { type Actor, describeActor } from "./actor.js";
 import { allocatePartition } from "./allocation.js";
 import { bumpComputers, bumpInstances, nextTimestamp } from "./changes.js";
 import { conflict, forbidden, invalid, notFound } from "./errors.js";
 import { newId } from "./ids.js";
+import { placeWaiting } from "./placement.js";
+import { scopeAdmits } from "./scope.js";
 import { parseSla } from "./sla.js";
 
 export type RequestedState = "started" | "stopped" | "destroyed";
@@ -28,6 +31,8 @@ export interface InstanceRequest {
   shared?: boolean;
   /** Absent: keep the current state (`started` for a new instance). */
   state?: RequestedState;
+  /** Whose shared instances it serves; absent: keep the current scope (`personal` for a new instance). */
+  sharingScope?: Scope;
 }
 
 export type InstanceStatus = "pending" | "deploying" | "ready" | "error" | "destroying" | "destroyed";
@@ -40,6 +45,7 @@ export interface InstanceView {
   parameters: Record<string, string>;
   sla: Record<string, string>;
   shared: boolean;
+  sharingScope: Scope;
   requestedState: RequestedState;
   reportedState: ReportedState | null;
   status: InstanceStatus;
@@ -97,6 +103,7 @@ export async function viewInstances(executor: Executor, rows: InstanceRow[]): Pr
       parameters: row.parameters,
       sla: row.sla,
       shared: row.shared,
+      sharingScope: row.sharingScope,
       requestedState: row.requestedState,
       reportedState: row.reportedState,
       status: statusOf(row, row.shared ? Boolean(row.hostInstanceId) : Boolean(partition)),
@@ -146,12 +153,29 @@ async function computerOf(executor: Executor, row: InstanceRow): Promise<string 
   return partition?.computerId;
 }
 
-type Access = "read" | "publish" | "report" | "bang";
+/**
+ * What one may do to an instance. `read` and `bang`: its owner, its tree, its node. `publish`
+ * (connection parameters): the instance, its node, the host of a shared instance. `report`
+ * (deployed state, destruction): its node. `request` (a child inside its tree): the instance.
+ * Admins may do everything. Every door (JSON, SLAP) asks this one function.
+ */
+export type InstanceAccess = "read" | "publish" | "report" | "bang" | "request";
 
-/** Whether this actor may act on this instance; throws `forbidden` naming who may. */
-async function authorize(executor: Executor, actor: Actor, row: InstanceRow, access: Access): Promise<void> {
+const OWNER_ACCESS: ReadonlySet<InstanceAccess> = new Set(["read", "bang"]);
+
+async function authorize(
+  executor: Executor,
+  actor: Actor,
+  row: InstanceRow,
+  access: InstanceAccess,
+): Promise<void> {
   if (actor.kind === "person") {
-    if (actor.isAdmin || (row.ownerId === actor.id && (access === "read" || access === "bang"))) return;
+    if (actor.isAdmin || (row.ownerId === actor.id && OWNER_ACCESS.has(access))) return;
+    if (row.ownerId === actor.id) {
+      throw forbidden(
+        `person ${actor.id} may not ${access} instance ${row.id}: only ${access === "request" ? "the instance itself requests inside its tree (request a root instance instead)" : "its node or the instance itself does"}`,
+      );
+    }
     throw forbidden(`person ${actor.id} may not ${access} instance ${row.id}: it belongs to someone else`);
   }
   if (actor.kind === "instance") {
@@ -163,8 +187,62 @@ async function authorize(executor: Executor, actor: Actor, row: InstanceRow, acc
     if (access === "publish" && row.shared && row.hostInstanceId === actor.id) return;
     throw forbidden(`instance ${actor.id} may not ${access} instance ${row.id}: not in its own tree`);
   }
+  if (access === "request") throw forbidden(`computer ${actor.id} may not request instances`);
   if ((await computerOf(executor, row)) === actor.id) return;
   throw forbidden(`computer ${actor.id} may not ${access} instance ${row.id}: it does not run there`);
+}
+
+/** Checks that the actor may act on the instance this way (for acts that change nothing else). */
+export async function authorizeInstance(
+  db: Db,
+  actor: Actor,
+  id: string,
+  access: InstanceAccess,
+): Promise<void> {
+  await authorize(db, actor, await loadInstance(db, id), access);
+}
+
+/**
+ * The instance living in a partition, for a caller that names the partition instead of the
+ * instance (the SLAP API). Someone with no business there learns nothing about the partition
+ * (403, not whether it is free): the computer itself, its owner and admins, or whoever may read
+ * the instance there. What the caller may then do to that instance is the act's own check.
+ */
+export async function instanceInPartition(
+  db: Db,
+  actor: Actor,
+  computerId: string,
+  reference: string,
+): Promise<string | undefined> {
+  const [row] = await db
+    .select({ partitionId: partitions.id, instanceId: partitions.instanceId, ownerId: computers.ownerId })
+    .from(computers)
+    .leftJoin(
+      partitions,
+      and(eq(partitions.computerId, computers.id), eq(partitions.reference, reference)),
+    )
+    .where(eq(computers.id, computerId));
+  const computerSide =
+    (actor.kind === "person" && (actor.isAdmin || actor.id === row?.ownerId)) ||
+    (actor.kind === "computer" && actor.id === computerId);
+  const refused = () =>
+    forbidden(`${describeActor(actor)} may not act on partition ${reference} of computer ${computerId}`);
+  if (!row || row.partitionId === null) {
+    if (!computerSide) throw refused();
+    throw notFound(row ? `computer ${computerId} has no partition ${reference}` : `no computer ${computerId}`);
+  }
+  if (row.instanceId === null) {
+    if (computerSide) return undefined;
+    throw refused();
+  }
+  if (!computerSide) {
+    try {
+      await authorize(db, actor, await loadInstance(db, row.instanceId), "read");
+    } catch {
+      throw refused();
+    }
+  }
+  return row.instanceId;
 }
 
 /**
@@ -172,8 +250,19 @@ async function authorize(executor: Executor, actor: Actor, row: InstanceRow, acc
  * person's roots, or an instance's tree), so a re-request with the same title updates it and
  * is cheap when nothing changed. Any change a node must act on bumps the timestamp.
  */
-export async function requestInstance(db: Db, actor: Actor, request: InstanceRequest): Promise<InstanceView> {
-  if (actor.kind === "computer") throw forbidden(`computer ${actor.id} may not request instances`);
+export async function requestInstance(
+  db: Db,
+  actor: Actor,
+  request: InstanceRequest,
+  options: {
+    /** The instance whose tree the new one joins; default: the caller's own (for an instance). */
+    parentId?: string;
+  } = {},
+): Promise<InstanceView> {
+  if (actor.kind === "computer")
+    throw forbidden(
+      `computer ${actor.id} may not request instances: the instance itself does, with its own certificate`,
+    );
   if (request.title.trim() === "") throw invalid("title", "an instance needs a non-empty title");
   if (request.softwareReleaseUrl.trim() === "")
     throw invalid("softwareReleaseUrl", "an instance needs a software release URL");
@@ -182,20 +271,28 @@ export async function requestInstance(db: Db, actor: Actor, request: InstanceReq
   const softwareType = request.softwareType || "default";
 
   return db.transaction(async (tx) => {
-    if (sla.computerGuid) await assertComputerExists(tx, sla.computerGuid, "sla.computer_guid");
     let scope: string;
     let ownerId: string;
     let parent: InstanceRow | undefined;
-    if (actor.kind === "person") {
+    const parentId = options.parentId ?? (actor.kind === "instance" ? actor.id : undefined);
+    if (parentId === undefined) {
       scope = `person:${actor.id}`;
       ownerId = actor.id;
     } else {
-      parent = await loadInstance(tx, actor.id);
+      parent = await loadInstance(tx, parentId);
+      await authorize(tx, actor, parent, "request");
       if (parent.destroyedAt || parent.requestedState === "destroyed")
         throw conflict(`instance ${parent.id} is being destroyed and may not request instances`);
       scope = `tree:${parent.rootId}`;
       ownerId = parent.ownerId;
     }
+    if (sla.computerGuid)
+      await assertComputerAdmits(tx, sla.computerGuid, {
+        requesterId: ownerId,
+        scope,
+        title: request.title,
+        state: request.state,
+      });
 
     const id = newId("SOFTINST");
     const inserted = await tx
@@ -209,6 +306,7 @@ export async function requestInstance(db: Db, actor: Actor, request: InstanceReq
         parameters: request.parameters ?? {},
         sla: request.sla ?? {},
         shared,
+        sharingScope: request.sharingScope ?? "personal",
         requestedState: request.state ?? "started",
         ownerId,
         parentId: parent?.id ?? null,
@@ -274,7 +372,9 @@ async function updateRequested(
     state !== existing.requestedState ||
     (request.parameters !== undefined && !sameRecord(existing.parameters, request.parameters));
   const slaChanged = request.sla !== undefined && !sameRecord(existing.sla, request.sla);
-  if (!changed && !slaChanged) return existing;
+  const sharingChanged =
+    request.sharingScope !== undefined && request.sharingScope !== existing.sharingScope;
+  if (!changed && !slaChanged && !sharingChanged) return existing;
 
   const [updated] = await tx
     .update(softwareInstances)
@@ -283,6 +383,7 @@ async function updateRequested(
       softwareType: request.softwareType,
       parameters: request.parameters ?? existing.parameters,
       sla: request.sla ?? existing.sla,
+      sharingScope: request.sharingScope ?? existing.sharingScope,
       requestedState: state,
       ...(changed ? { timestamp: nextTimestamp } : {}),
     })
@@ -334,13 +435,21 @@ function sameRecord(a: Record<string, string>, b: Record<string, string>): boole
   );
 }
 
-/** Attaches a shared instance to a busy partition hosting the same release and software type. */
+/**
+ * Attaches a shared instance to a busy partition hosting the same release and software type,
+ * where both consent: the host instance's sharing scope and its computer's allocation scope
+ * admit the shared instance's owner.
+ */
 async function attachToHost(
   tx: Executor,
   row: InstanceRow,
   instanceGuid: string | undefined,
   computerGuid: string | undefined,
 ): Promise<InstanceRow> {
+  const consenting = [
+    scopeAdmits(sql`${softwareInstances.sharingScope}`, sql`${softwareInstances.ownerId}`, row.ownerId),
+    scopeAdmits(sql`${computers.allocationScope}`, sql`${computers.ownerId}`, row.ownerId),
+  ];
   const conditions = [
     eq(softwareInstances.softwareReleaseUrl, row.softwareReleaseUrl),
     eq(softwareInstances.softwareType, row.softwareType),
@@ -355,10 +464,14 @@ async function attachToHost(
     .select({ id: softwareInstances.id })
     .from(softwareInstances)
     .innerJoin(partitions, eq(partitions.instanceId, softwareInstances.id))
-    .where(and(...conditions))
+    .innerJoin(computers, eq(computers.id, partitions.computerId))
+    .where(and(...conditions, ...consenting))
     .orderBy(softwareInstances.createdAt)
     .limit(1);
-  if (!host) return row;
+  if (!host) {
+    if (instanceGuid) await assertHostConsents(tx, instanceGuid, row.ownerId);
+    return row;
+  }
   const [attached] = await tx
     .update(softwareInstances)
     .set({ hostInstanceId: host.id })
@@ -366,6 +479,37 @@ async function attachToHost(
     .returning();
   await bumpInstances(tx, [host.id]);
   return attached ?? row;
+}
+
+/**
+ * A shared request naming its host is refused outright when the host, or its computer, does not
+ * take others' shared instances: waiting would never end. (A host that consents but is not
+ * running yet is waited for.)
+ */
+async function assertHostConsents(tx: Executor, hostId: string, requesterId: string): Promise<void> {
+  const [host] = await tx
+    .select({
+      sharingScope: softwareInstances.sharingScope,
+      instanceAdmits: sql<boolean>`${scopeAdmits(sql`${softwareInstances.sharingScope}`, sql`${softwareInstances.ownerId}`, requesterId)}`,
+      computerId: computers.id,
+      allocationScope: computers.allocationScope,
+      computerAdmits: sql<boolean | null>`${scopeAdmits(sql`${computers.allocationScope}`, sql`${computers.ownerId}`, requesterId)}`,
+    })
+    .from(softwareInstances)
+    .leftJoin(partitions, eq(partitions.instanceId, softwareInstances.id))
+    .leftJoin(computers, eq(computers.id, partitions.computerId))
+    .where(eq(softwareInstances.id, hostId));
+  if (!host) throw invalid("sla.instance_guid", `no instance ${hostId} to host this shared instance`);
+  if (!host.instanceAdmits) {
+    throw forbidden(
+      `instance ${hostId} serves shared instances of ${host.sharingScope === "personal" ? "its owner only" : "its owner's organisations only"} (sharing scope ${host.sharingScope}): its owner may widen it with sharingScope`,
+    );
+  }
+  if (host.computerId && host.computerAdmits === false) {
+    throw forbidden(
+      `computer ${host.computerId}, where instance ${hostId} runs, takes requests from ${host.allocationScope === "personal" ? "its owner only" : "its owner's organisations only"} (allocation scope ${host.allocationScope})`,
+    );
+  }
 }
 
 /** A shared instance has no partition: once its host is told, its destruction is complete. */
@@ -565,58 +709,46 @@ export async function completeDestruction(db: Db, actor: Actor, id: string): Pro
         .set({ freePartitions: sql`${computers.freePartitions} + 1` })
         .where(eq(computers.id, partition.computerId));
       await bumpComputers(tx, [partition.computerId]);
+      await placeWaiting(tx, [partition.computerId]);
     }
     if (row.parentId) await bumpInstances(tx, [row.parentId]);
     return viewOne(tx, destroyed ?? row);
   });
 }
 
-/** Requests naming a computer that does not exist fail clearly instead of waiting forever. */
-async function assertComputerExists(executor: Executor, computerId: string, field: string): Promise<void> {
-  const [row] = await executor
-    .select({ id: computers.id })
+/**
+ * A request naming a computer (`sla.computer_guid`) fails at once, instead of waiting forever,
+ * when that computer does not exist, was retired, or does not admit the requester (the person
+ * owning the tree) by its allocation scope. Only a request that still needs a place is refused:
+ * an instance already placed, or being destroyed, stays its owner's to update and destroy after
+ * the computer's owner narrowed the scope.
+ */
+async function assertComputerAdmits(
+  executor: Executor,
+  computerId: string,
+  request: { requesterId: string; scope: string; title: string; state?: RequestedState },
+): Promise<void> {
+  const [computer] = await executor
+    .select({
+      deregisteredAt: computers.deregisteredAt,
+      allocationScope: computers.allocationScope,
+      admits: sql<boolean>`${scopeAdmits(sql`${computers.allocationScope}`, sql`${computers.ownerId}`, request.requesterId)}`,
+    })
     .from(computers)
     .where(eq(computers.id, computerId));
-  if (!row) throw invalid(field, `no computer ${computerId}`);
-}
-
-/**
- * Retries the allocation of instances that found no partition when requested, after capacity
- * appeared (a node uploaded partitions, a partition was freed).
- */
-export async function allocatePending(db: Db, limit = 100): Promise<number> {
-  const pending = await db
-    .select()
+  if (!computer) throw invalid("sla.computer_guid", `no computer ${computerId}`);
+  if (request.state === "destroyed") return;
+  if (computer.deregisteredAt)
+    throw invalid("sla.computer_guid", `computer ${computerId} was deregistered: choose another computer`);
+  if (computer.admits) return;
+  const [existing] = await executor
+    .select({ partitionId: softwareInstances.partitionId, hostInstanceId: softwareInstances.hostInstanceId })
     .from(softwareInstances)
-    .where(
-      and(
-        isNull(softwareInstances.partitionId),
-        eq(softwareInstances.shared, false),
-        isNull(softwareInstances.destroyedAt),
-        ne(softwareInstances.requestedState, "destroyed"),
-      ),
-    )
-    .orderBy(softwareInstances.createdAt)
-    .limit(limit);
-  let allocated = 0;
-  for (const row of pending) {
-    const done = await db.transaction(async (tx) => {
-      const [current] = await tx
-        .select()
-        .from(softwareInstances)
-        .where(and(eq(softwareInstances.id, row.id), isNull(softwareInstances.partitionId)))
-        .for("update", { skipLocked: true });
-      if (!current) return false;
-      const allocation = await allocatePartition(tx, {
-        instanceId: current.id,
-        softwareReleaseUrl: current.softwareReleaseUrl,
-        sla: parseSla(current.sla),
-        conditions: current.sla,
-        requesterId: current.ownerId,
-      });
-      return Boolean(allocation);
-    });
-    if (done) allocated++;
-  }
-  return allocated;
+    .where(and(eq(softwareInstances.scope, request.scope), eq(softwareInstances.title, request.title)));
+  if (existing && (existing.partitionId !== null || existing.hostInstanceId !== null)) return;
+  throw forbidden(
+    computer.allocationScope === "organisation"
+      ? `computer ${computerId} takes requests from the members of its owner's organisations only (allocation scope organisation), and person ${request.requesterId} is in none of them: ask its owner to add you to one of their organisations, or request on another computer`
+      : `computer ${computerId} takes requests from its owner only (allocation scope personal): ask its owner to set its allocationScope to organisation (and add you to an organisation) or open, or request on another computer`,
+  );
 }

@@ -1,3 +1,4 @@
+import { type SQL, sql } from "drizzle-orm";
 import { invalid } from "./errors.js";
 
 /**
@@ -81,4 +82,45 @@ export function parseSla(raw: Record<string, string>): Sla {
     }
   }
   return sla;
+}
+
+/** The keys that choose a computer (`instance_guid` chooses a host instance instead). */
+export const COMPUTER_SLA_KEYS = [
+  "computer_guid",
+  "region",
+  "cpu_architecture",
+  "cpu_cores",
+  "memory_mb",
+  "disk_gb",
+  "max_price",
+] as const satisfies readonly SlaKey[];
+
+export type ComputerSlaKey = (typeof COMPUTER_SLA_KEYS)[number];
+
+export function isNumericSlaKey(key: SlaKey): boolean {
+  return NUMERIC_KEYS.has(key);
+}
+
+/**
+ * What one SLA key asks of computer `c`, given the wanted value as SQL (a bound parameter at
+ * request time, or the waiting request's own column when capacity appears): the one definition
+ * of each condition, so a request is placed by the same rules whenever it is placed.
+ */
+export function slaCondition(key: ComputerSlaKey, wanted: SQL): SQL {
+  switch (key) {
+    case "computer_guid":
+      return sql`c.id = ${wanted}`;
+    case "region":
+      return sql`c.region = ${wanted}`;
+    case "cpu_architecture":
+      return sql`c.capabilities->>'cpu_architecture' = ${wanted}`;
+    case "cpu_cores":
+      return sql`(c.capabilities->>'cpu_cores')::float8 >= ${wanted}`;
+    case "memory_mb":
+      return sql`(c.capabilities->>'memory_mb')::float8 >= ${wanted}`;
+    case "disk_gb":
+      return sql`(c.capabilities->>'disk_gb')::float8 >= ${wanted}`;
+    case "max_price":
+      return sql`c.price_per_partition_hour <= ${wanted}`;
+  }
 }

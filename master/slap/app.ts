@@ -5,15 +5,17 @@ import { z } from "zod";
 import { PartitionLayout } from "../../protocol/api.js";
 import { MarshalError, type Marshallable, marshal, unmarshal } from "../../protocol/xml-marshaller.js";
 import type { MasterEnv } from "../api/context.js";
+import type { DesiredState } from "../model/desired-state.js";
 import { actorOf, requireActor } from "../api/identity.js";
-import type { Actor } from "../model/actor.js";
-import { ensureComputer, instanceInPartition, uploadPartitions } from "../model/computers.js";
-import { invalid, ModelError, notFound } from "../model/errors.js";
+import { loggableError } from "../api/log-error.js";
+import { bangComputer, ensureComputer, touchComputer, uploadPartitions } from "../model/computers.js";
+import { forbidden, invalid, ModelError, notFound } from "../model/errors.js";
 import { getInstanceCredentials } from "../model/instance-certificates.js";
 import {
+  authorizeInstance,
   bangInstance,
   completeDestruction,
-  getInstance,
+  instanceInPartition,
   reportInstanceState,
   requestInstance,
   setConnectionParameters,
@@ -36,41 +38,37 @@ function text(c: SlapContext, body: string, status: ContentfulStatusCode = 200) 
   return c.body(body, status, { "content-type": "text/plain; charset=utf-8" });
 }
 
-/** The actor a partition-side call acts as: the instance in that partition. */
-async function partitionActor(c: SlapContext, computerId: string, reference: string): Promise<Actor> {
-  const actor = actorOf(c);
-  const { db } = c.get("services");
-  const instanceId = await instanceInPartition(db, computerId, reference);
-  if (!instanceId) throw notFound(`partition ${reference} of ${computerId} runs no instance`);
-  if (actor.kind === "instance" && actor.id !== instanceId) {
-    throw new ModelError(
-      "forbidden",
-      `instance ${actor.id} may not act as the instance of ${computerId}/${reference}`,
-    );
-  }
-  if (actor.kind === "computer" && actor.id !== computerId) {
-    throw new ModelError("forbidden", `computer ${actor.id} may not act for partitions of ${computerId}`);
-  }
-  // The computer running it, an admin, or the instance itself acts as the instance here.
-  return { kind: "instance", id: instanceId };
+/**
+ * The caller decides nothing here: every handler resolves what the call names (a computer, a
+ * partition's instance) and asks the model, with the caller's own identity, the same question
+ * the JSON API asks. slapos.core's `Authorization: X-SlapPartition ...` header carries no proof
+ * and is never read.
+ */
+
+/** The computer's desired state as the caller may see it (an instance: its own partition only). */
+async function desiredStateFor(c: SlapContext, computerId: string): Promise<DesiredState> {
+  return JSON.parse((await c.get("services").desiredStates.read(actorOf(c), computerId)).json);
 }
 
-/** The computer's desired state, as its node (or, for an instance, only its own partition). */
-async function desiredStateFor(c: SlapContext, computerId: string) {
-  const { desiredStates } = c.get("services");
-  const actor = actorOf(c);
-  if (actor.kind !== "instance") return JSON.parse((await desiredStates.read(actor, computerId)).json);
-  const self = await getInstance(c.get("services").db, actor, actor.id);
-  if (self.computerId !== computerId) {
-    throw new ModelError("forbidden", `instance ${actor.id} does not run on computer ${computerId}`);
+/** The instance in the partition a partition-side call names (undefined: the partition is free). */
+async function namedInstance(c: SlapContext, fields: Fields): Promise<string | undefined> {
+  return instanceInPartition(
+    c.get("services").db,
+    actorOf(c),
+    required(fields, "computer_id"),
+    required(fields, "computer_partition_id"),
+  );
+}
+
+/** As namedInstance, for calls that need an instance there. */
+async function requiredInstance(c: SlapContext, fields: Fields): Promise<string> {
+  const instanceId = await namedInstance(c, fields);
+  if (!instanceId) {
+    throw notFound(
+      `partition ${fields("computer_partition_id")} of ${fields("computer_id")} runs no instance`,
+    );
   }
-  const state = JSON.parse((await desiredStates.read({ kind: "computer", id: computerId }, computerId)).json);
-  return {
-    ...state,
-    partitions: state.partitions.filter(
-      (partition: { reference: string }) => partition.reference === self.partitionReference,
-    ),
-  };
+  return instanceId;
 }
 
 const STATUS: Record<string, ContentfulStatusCode> = {
@@ -86,7 +84,7 @@ export function createSlapApp() {
   slap.onError((error, c) => {
     if (error instanceof ModelError) return text(c, error.message, STATUS[error.kind] ?? 400);
     if (error instanceof MarshalError) return text(c, error.message, 400);
-    c.get("services")?.logger.error({ err: error, path: c.req.path }, "SLAP request failed");
+    c.get("services")?.logger.error({ err: loggableError(error), path: c.req.path }, "SLAP request failed");
     return text(c, "internal error; see the master's log", 500);
   });
   slap.get("/getHateoasUrl", (c) => text(c, "no HATEOAS API: use the JSON API under /api/v1/", 404));
@@ -97,9 +95,8 @@ export function createSlapApp() {
   const computerXml = new Map<string, { version: number; xml: string }>();
   const fullComputerInformation = async (c: SlapContext) => {
     const computerId = required(query(c), "computer_id");
-    const actor = actorOf(c);
-    if (actor.kind === "instance") return xml(c, computer(await desiredStateFor(c, computerId)));
-    const document = await c.get("services").desiredStates.read(actor, computerId);
+    if (actorOf(c).kind === "instance") return xml(c, computer(await desiredStateFor(c, computerId)));
+    const document = await c.get("services").desiredStates.read(actorOf(c), computerId);
     let cached = computerXml.get(computerId);
     if (cached?.version !== document.version) {
       cached = { version: document.version, xml: marshal(computer(JSON.parse(document.json))) };
@@ -117,22 +114,20 @@ export function createSlapApp() {
     const computerId = required(fields, "computer_reference");
     const reference = required(fields, "computer_partition_reference");
     const state = await desiredStateFor(c, computerId);
-    const partition = state.partitions.find(
-      (candidate: { reference: string }) => candidate.reference === reference,
-    );
-    if (!partition) throw notFound(`computer ${computerId} has no partition ${reference}`);
+    const partition = state.partitions.find((candidate) => candidate.reference === reference);
+    if (!partition) {
+      if (actorOf(c).kind === "instance")
+        throw forbidden(`instance ${actorOf(c).id} may not read partition ${reference} of ${computerId}`);
+      throw notFound(`computer ${computerId} has no partition ${reference}`);
+    }
     return xml(c, computerPartition(computerId, partition));
   });
 
   slap.get("/getComputerPartitionCertificate", async (c) => {
-    const fields = query(c);
-    const computerId = required(fields, "computer_id");
-    const reference = required(fields, "computer_partition_id");
     const services = c.get("services");
     // Without TLS (insecure mode) nobody uses certificates, as with slapproxy.
     if (services.insecureAdminId) return xml(c, { certificate: "", key: "" });
-    const instanceId = await instanceInPartition(services.db, computerId, reference);
-    if (!instanceId) throw notFound(`partition ${reference} of ${computerId} runs no instance`);
+    const instanceId = await requiredInstance(c, query(c));
     const credentials = await getInstanceCredentials(services.db, services.authority, actorOf(c), instanceId);
     return xml(c, { certificate: credentials.certificate, key: credentials.privateKey });
   });
@@ -186,9 +181,12 @@ export function createSlapApp() {
 
   slap.post("/requestComputerPartition", async (c) => {
     const fields = await form(c);
-    const computerId = fields("computer_id");
-    const reference = fields("computer_partition_id");
-    const requester = computerId && reference ? await partitionActor(c, computerId, reference) : actorOf(c);
+    // Named partition: a child inside the tree of the instance living there (the model decides
+    // whether the caller may request on its behalf).
+    const parentId =
+      fields("computer_id") && fields("computer_partition_id")
+        ? await requiredInstance(c, fields)
+        : undefined;
     const stateValue = fields("state") ? unmarshal(fields("state") as string) : null;
     if (
       stateValue !== null &&
@@ -199,7 +197,10 @@ export function createSlapApp() {
       throw invalid("state", "state must be started, stopped or destroyed");
     }
     const shared = fields("shared_xml") ? unmarshal(fields("shared_xml") as string) === true : false;
-    const view = await requestInstance(c.get("services").db, requester, {
+    const view = await requestInstance(
+      c.get("services").db,
+      actorOf(c),
+      {
       title: required(fields, "partition_reference"),
       softwareReleaseUrl: required(fields, "software_release"),
       softwareType: fields("software_type") || "default",
@@ -207,7 +208,9 @@ export function createSlapApp() {
       sla: stringDict("filter_xml", fields("filter_xml")),
       shared,
       ...(stateValue ? { state: stateValue } : {}),
-    });
+      },
+      { parentId },
+    );
     if (view.status === "pending") {
       return text(c, `Instance '${view.title}' requested; the master is placing it: ask again later`, 408);
     }
@@ -216,11 +219,14 @@ export function createSlapApp() {
 
   slap.post("/setComputerPartitionConnectionXml", async (c) => {
     const fields = await form(c);
-    const computerId = required(fields, "computer_id");
-    const actor = await partitionActor(c, computerId, required(fields, "computer_partition_id"));
-    const target = fields("slave_reference") ?? actor.id;
+    const instanceId = await requiredInstance(c, fields);
     const parameters = stringDict("connection_xml", fields("connection_xml"));
-    await setConnectionParameters(c.get("services").db, actor, target, parameters);
+    await setConnectionParameters(
+      c.get("services").db,
+      actorOf(c),
+      fields("slave_reference") ?? instanceId,
+      parameters,
+    );
     return text(c, "done");
   });
 
@@ -242,14 +248,9 @@ export function createSlapApp() {
   slap.post("/softwareReleaseError", softwareReport("error", "Ignored"));
   slap.post("/destroyedSoftwareRelease", softwareReport("destroyed", "OK"));
 
-  /** The instance a node-side partition call is about, or undefined for a free partition. */
-  const partitionInstance = async (fields: Fields, c: SlapContext) => {
-    const computerId = required(fields, "computer_id");
-    return instanceInPartition(c.get("services").db, computerId, required(fields, "computer_partition_id"));
-  };
   // SLAP reports carry no timestamp: they are taken to be about the instance's current version.
   const instanceReport = (state: "started" | "stopped") => async (c: SlapContext) => {
-    const instanceId = await partitionInstance(await form(c), c);
+    const instanceId = await namedInstance(c, await form(c));
     if (instanceId) await reportInstanceState(c.get("services").db, actorOf(c), instanceId, state);
     return text(c, "Ignored");
   };
@@ -258,7 +259,7 @@ export function createSlapApp() {
 
   slap.post("/softwareInstanceError", async (c) => {
     const fields = await form(c);
-    const instanceId = fields("slave_reference") ?? (await partitionInstance(fields, c));
+    const instanceId = fields("slave_reference") ?? (await namedInstance(c, fields));
     if (instanceId) {
       await reportInstanceState(c.get("services").db, actorOf(c), instanceId, "error", {
         errorLog: fields("error_log") ?? "",
@@ -268,7 +269,7 @@ export function createSlapApp() {
   });
 
   slap.post("/destroyedComputerPartition", async (c) => {
-    const instanceId = await partitionInstance(await form(c), c);
+    const instanceId = await namedInstance(c, await form(c));
     if (!instanceId) return text(c, "OK");
     try {
       await completeDestruction(c.get("services").db, actorOf(c), instanceId);
@@ -282,20 +283,26 @@ export function createSlapApp() {
   });
 
   slap.post("/softwareInstanceBang", async (c) => {
-    const fields = await form(c);
-    const actor = await partitionActor(
-      c,
-      required(fields, "computer_id"),
-      required(fields, "computer_partition_id"),
-    );
-    await bangInstance(c.get("services").db, actor, actor.id);
+    const instanceId = await requiredInstance(c, await form(c));
+    await bangInstance(c.get("services").db, actorOf(c), instanceId);
     return text(c, "OK");
   });
 
-  slap.post("/computerBang", (c) => xml(c, ""));
+  slap.post("/computerBang", async (c) => {
+    await bangComputer(c.get("services").db, actorOf(c), required(await form(c), "computer_id"));
+    return xml(c, "");
+  });
   // Usage travels through the JSON API (`/api/v1/computers/{id}/usage`); the classic journal
-  // upload is accepted and ignored, as slapproxy does.
-  slap.post("/useComputer", (c) => text(c, "Ignored"));
-  slap.post("/updateComputerPartitionRelatedInstanceList", (c) => text(c, "done"));
+  // upload is accepted from the computer itself and ignored, as slapproxy does.
+  slap.post("/useComputer", async (c) => {
+    await touchComputer(c.get("services").db, actorOf(c), required(await form(c), "computer_id"));
+    return text(c, "Ignored");
+  });
+  // Related instances are the master's to know (the tree): the call is checked and ignored.
+  slap.post("/updateComputerPartitionRelatedInstanceList", async (c) => {
+    const instanceId = await requiredInstance(c, await form(c));
+    await authorizeInstance(c.get("services").db, actorOf(c), instanceId, "publish");
+    return text(c, "done");
+  });
   return slap;
 }

@@ -10,7 +10,6 @@ import {
   UsageReport,
 } from "../../../protocol/api.js";
 import { registerComputer, uploadPartitions } from "../../model/computers.js";
-import { allocatePending } from "../../model/instances.js";
 import { reportSoftwareState } from "../../model/software.js";
 import { recordUsage } from "../../model/usage.js";
 import type { MasterEnv } from "../context.js";
@@ -51,14 +50,12 @@ export const nodeRoutes = new OpenAPIHono<MasterEnv>({ defaultHook: validationHo
       responses: responses(ComputerView),
     }),
     async (c) => {
-      const { db } = c.get("services");
       const view = await uploadPartitions(
-        db,
+        c.get("services").db,
         actorOf(c),
         c.req.valid("param").computerId,
         c.req.valid("json").partitions,
       );
-      await allocatePending(db);
       return c.json(view, 200);
     },
   )
