@@ -17,11 +17,15 @@ export interface HttpsMaster {
   person(name: string): Promise<{ id: string; client: MasterClient }>;
   /** A registered computer owned by `owner`, its node's client, with these partitions uploaded. */
   node(owner: MasterClient, references: string[]): Promise<{ id: string; client: MasterClient }>;
-  /** A SLAP API call (form fields) with this client's certificate: status and text. */
+  /**
+   * A SLAP API call with this client's certificate: form fields posted (or, for GET, sent as the
+   * query string); status and text.
+   */
   slap(
     from: MasterClient,
     path: string,
     fields: Record<string, string>,
+    options?: { method?: "GET" | "POST"; headers?: Record<string, string> },
   ): Promise<{ status: number; text: string }>;
   close(): Promise<void>;
 }
@@ -62,16 +66,20 @@ export async function startHttpsMaster(kind: TestDatabaseKind): Promise<HttpsMas
       );
       return { id: registration.computerId, client: node };
     },
-    async slap(from, path, fields) {
+    async slap(from, path, fields, options = {}) {
       const { ca, certificate, key } = from.connection;
       const dispatcher = new Agent({ connect: { ca, cert: certificate, key } });
+      const encoded = new URLSearchParams(fields).toString();
       try {
-        const response = await request(new URL(path, master.url), {
-          method: "POST",
-          body: new URLSearchParams(fields).toString(),
-          headers: { "content-type": "application/x-www-form-urlencoded" },
-          dispatcher,
-        });
+        const response = await request(
+          options.method === "GET" ? new URL(`${path}?${encoded}`, master.url) : new URL(path, master.url),
+          {
+            method: options.method ?? "POST",
+            ...(options.method === "GET" ? {} : { body: encoded }),
+            headers: { "content-type": "application/x-www-form-urlencoded", ...options.headers },
+            dispatcher,
+          },
+        );
         return { status: response.statusCode, text: await response.body.text() };
       } finally {
         await dispatcher.close();
