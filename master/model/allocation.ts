@@ -1,7 +1,7 @@
 import { sql } from "drizzle-orm";
 import { DESIRED_STATE_CHANNEL, type Executor, type Rows, rowsOf } from "../db/connect.js";
 import { scopeAdmits } from "./scope.js";
-import type { Sla } from "./sla.js";
+import { COMPUTER_SLA_KEYS, type ComputerSlaKey, type Sla, slaCondition } from "./sla.js";
 
 export interface AllocationRequest {
   instanceId: string;
@@ -76,16 +76,19 @@ export async function allocatePartition(
     // computers still come first and the limit counts only admitting ones.
     scopeAdmits(sql`c.allocation_scope`, sql`c.owner_id`, request.requesterId),
   ];
-  if (sla.computerGuid !== undefined) conditions.push(sql`c.id = ${sla.computerGuid}`);
-  if (sla.region !== undefined) conditions.push(sql`c.region = ${sla.region}`);
-  if (sla.cpuArchitecture !== undefined)
-    conditions.push(sql`c.capabilities->>'cpu_architecture' = ${sla.cpuArchitecture}`);
-  if (sla.cpuCores !== undefined)
-    conditions.push(sql`(c.capabilities->>'cpu_cores')::float8 >= ${sla.cpuCores}`);
-  if (sla.memoryMb !== undefined)
-    conditions.push(sql`(c.capabilities->>'memory_mb')::float8 >= ${sla.memoryMb}`);
-  if (sla.diskGb !== undefined) conditions.push(sql`(c.capabilities->>'disk_gb')::float8 >= ${sla.diskGb}`);
-  if (sla.maxPrice !== undefined) conditions.push(sql`c.price_per_partition_hour <= ${sla.maxPrice}`);
+  const wanted: Record<ComputerSlaKey, string | number | undefined> = {
+    computer_guid: sla.computerGuid,
+    region: sla.region,
+    cpu_architecture: sla.cpuArchitecture,
+    cpu_cores: sla.cpuCores,
+    memory_mb: sla.memoryMb,
+    disk_gb: sla.diskGb,
+    max_price: sla.maxPrice,
+  };
+  for (const key of COMPUTER_SLA_KEYS) {
+    const value = wanted[key];
+    if (value !== undefined) conditions.push(slaCondition(key, sql`${value}`));
+  }
 
   const tried: string[] = [];
   for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
