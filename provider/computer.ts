@@ -1,9 +1,9 @@
 import * as pulumi from "@pulumi/pulumi";
 import { SlaposResource } from "./dynamic.js";
 import type { MasterSettings } from "./master.js";
-import type { ComputerCapabilities, PartitionInfo } from "./providers/computer.js";
+import type { AllocationScope, ComputerCapabilities, PartitionInfo } from "./providers/computer.js";
 
-export type { ComputerCapabilities, PartitionInfo };
+export type { AllocationScope, ComputerCapabilities, PartitionInfo };
 
 /** How the controller (the machine running Pulumi) reaches the host. */
 export interface SshConnectionArgs {
@@ -46,6 +46,13 @@ export interface ComputerArgs {
   /** Price of one partition-hour, billed to the instances' owners. */
   pricePerHour?: pulumi.Input<number>;
   /**
+   * Who may place instances here, and so have their software releases installed here:
+   * `personal` (default: only your own requests), `organisation` (also the members of your
+   * organisations), `open` (anyone: the public marketplace). Narrowing it never stops what
+   * already runs here; it only refuses new placements.
+   */
+  allocationScope?: pulumi.Input<AllocationScope>;
+  /**
    * An existing computer this host becomes: to rebuild a lost node on a new host (its partitions
    * and instances come back from the master), or to adopt a node bootstrapped outside Pulumi.
    */
@@ -76,6 +83,7 @@ export class Computer extends SlaposResource {
   declare readonly title: pulumi.Output<string | undefined>;
   declare readonly region: pulumi.Output<string | undefined>;
   declare readonly pricePerHour: pulumi.Output<number | undefined>;
+  declare readonly allocationScope: pulumi.Output<AllocationScope | undefined>;
 
   constructor(name: string, args: ComputerArgs, opts?: pulumi.CustomResourceOptions) {
     super(

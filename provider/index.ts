@@ -1,4 +1,5 @@
 export {
+  type AllocationScope,
   Computer,
   type ComputerArgs,
   type ComputerCapabilities,

@@ -18,6 +18,12 @@ export interface SoftwareInstanceArgs {
   sla?: pulumi.Input<Record<string, pulumi.Input<string>>>;
   /** A shared instance (a "slave" in SlapOS) served by a host instance's partition. Changing it replaces the instance. */
   shared?: pulumi.Input<boolean>;
+  /**
+   * Whose shared instances this instance agrees to serve: "personal" (default: its owner's only),
+   * "organisation" (members of the owner's organisations) or "open" (anyone), e.g. a front-end
+   * serving others. Its computer's allocation scope must admit them too. Changed in place.
+   */
+  sharingScope?: pulumi.Input<"personal" | "organisation" | "open">;
   /** "started" (default) or "stopped". Deleting the resource destroys the instance. */
   state?: pulumi.Input<"started" | "stopped">;
   /** Connection parameters to wait for before the resource is ready (e.g. ["url"]). */

@@ -38,6 +38,12 @@ export interface SshConnection {
 /** Hardware the marketplace matches SLA conditions against (`cpu_architecture`, `cpu_cores`, `memory_mb`, `disk_gb`). */
 export type ComputerCapabilities = NonNullable<ComputerSettingsBody["capabilities"]>;
 
+/** Whose requests may be placed on a computer: its owner's (`personal`), its owner's organisations' members', anyone's (`open`). */
+export type AllocationScope = NonNullable<ComputerSettingsBody["allocationScope"]>;
+
+/** What the master applies when the input is absent: a computer runs only its owner's requests. */
+const DEFAULT_SCOPE: AllocationScope = "personal";
+
 export interface ComputerInputs {
   ssh: SshConnection;
   title?: string;
@@ -48,6 +54,7 @@ export interface ComputerInputs {
   region?: string;
   capabilities?: ComputerCapabilities;
   pricePerHour?: number;
+  allocationScope?: AllocationScope;
   computerId?: string;
   restoreFrom?: string;
   wheelhouse?: string;
@@ -145,6 +152,9 @@ async function converge(stack: StackSettings, inputs: ComputerInputs): Promise<C
       ...(inputs.region ? { region: inputs.region } : {}),
       ...(inputs.capabilities ? { capabilities: inputs.capabilities } : {}),
       ...(inputs.pricePerHour !== undefined ? { pricePerPartitionHour: inputs.pricePerHour } : {}),
+      // Always sent: removing the input from the program must close the computer again, not
+      // leave it open to others.
+      allocationScope: inputs.allocationScope ?? DEFAULT_SCOPE,
     });
     return {
       ...inputs,
@@ -203,6 +213,7 @@ export class ComputerProvider implements pulumi.dynamic.ResourceProvider<Compute
           region: news.region,
           capabilities: news.capabilities,
           pricePerPartitionHour: news.pricePerHour,
+          allocationScope: news.allocationScope,
         },
         { pricePerPartitionHour: "pricePerHour" },
       ),
@@ -232,6 +243,7 @@ export class ComputerProvider implements pulumi.dynamic.ResourceProvider<Compute
         [olds.region, news.region],
         [olds.capabilities, news.capabilities],
         [olds.pricePerHour, news.pricePerHour],
+        [olds.allocationScope ?? DEFAULT_SCOPE, news.allocationScope ?? DEFAULT_SCOPE],
         [olds.restoreFrom, news.restoreFrom],
         [olds.wheelhouse, news.wheelhouse],
         [olds.master, news.master],
@@ -259,6 +271,10 @@ export class ComputerProvider implements pulumi.dynamic.ResourceProvider<Compute
       ...(props.title !== undefined ? { title: computer.title } : {}),
       ...(props.region !== undefined ? { region: computer.region ?? undefined } : {}),
       ...(props.pricePerHour !== undefined ? { pricePerHour: computer.pricePerPartitionHour } : {}),
+      // Drift either way shows: opened elsewhere while the program says nothing (personal), or narrowed.
+      ...(computer.allocationScope !== (props.allocationScope ?? DEFAULT_SCOPE)
+        ? { allocationScope: computer.allocationScope }
+        : {}),
       partitions: partitionsOf(computer),
     };
     const { computerId: _, hostKey: __, agentVersion: ___, partitions: ____, ...inputs } = observed;

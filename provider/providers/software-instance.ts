@@ -1,4 +1,5 @@
 import type * as pulumi from "@pulumi/pulumi";
+import { InstanceRequest, type InstanceRequestBody } from "../../protocol/api.js";
 import { type Instance, MasterApiError, type MasterClient } from "../../protocol/client.js";
 import type { Timeouts } from "../dynamic.js";
 import type { MasterSettings } from "../master.js";
@@ -9,6 +10,7 @@ import {
   type Failure,
   IMPORT_UNSUPPORTED,
   replacedKeys,
+  schemaFailures,
   UNKNOWN,
 } from "./check.js";
 import { type StackSettings, withMaster } from "./connection.js";
@@ -23,6 +25,7 @@ export interface SoftwareInstanceInputs {
   parameters?: Record<string, string>;
   sla?: Record<string, string>;
   shared?: boolean;
+  sharingScope?: InstanceRequestBody["sharingScope"];
   state?: InstanceState;
   waitFor?: string[];
   master?: MasterSettings;
@@ -98,6 +101,7 @@ async function requestAndWait(
     parameters: inputs.parameters ?? {},
     sla: inputs.sla ?? {},
     shared: inputs.shared ?? false,
+    sharingScope: inputs.sharingScope ?? "personal",
     state,
   });
   const waitFor = inputs.waitFor ?? [];
@@ -153,6 +157,9 @@ export class SoftwareInstanceProvider
         reason: `state must be "started" or "stopped", not ${JSON.stringify(news.state)}: deleting the resource destroys the instance`,
       });
     }
+    failures.push(
+      ...schemaFailures(InstanceRequest.pick({ sharingScope: true }), { sharingScope: news.sharingScope }),
+    );
     const parameters = checkRecord("parameters", news.parameters, failures);
     const sla = checkRecord("sla", news.sla, failures);
     return { inputs: { ...news, parameters, sla }, failures };
@@ -173,6 +180,7 @@ export class SoftwareInstanceProvider
         [olds.softwareType ?? "", news.softwareType ?? ""],
         [olds.parameters ?? {}, news.parameters ?? {}],
         [olds.state ?? "started", news.state ?? "started"],
+        [olds.sharingScope ?? "personal", news.sharingScope ?? "personal"],
         [olds.waitFor ?? [], news.waitFor ?? []],
         [olds.master, news.master],
       ]);
@@ -210,6 +218,10 @@ export class SoftwareInstanceProvider
           ? undefined
           : instance.softwareType,
       parameters: instance.parameters,
+      sharingScope:
+        props.sharingScope === undefined && instance.sharingScope === "personal"
+          ? undefined
+          : instance.sharingScope,
       state:
         instance.requestedState === "stopped" || instance.reportedState === "stopped" ? "stopped" : "started",
     };

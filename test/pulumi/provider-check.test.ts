@@ -25,13 +25,14 @@ describeWith(pulumiRequirements, "the provider refuses bad inputs in the preview
     return String((failed as Error).message);
   };
 
-  it("computer: an unpinned host key, no partitions, a negative price, unknown capabilities, a user without sudo", async () => {
+  it("computer: an unpinned host key, no partitions, a negative price, unknown capabilities, a user without sudo, an unknown allocation scope", async () => {
     declare = () => {
       new Computer("bad", {
         ssh: { host: "203.0.113.7", hostKey: "ssh-ed25519 AAAA", user: "deploy", sudo: false },
         partitionCount: 0,
         pricePerHour: -1,
         capabilities: { cpu_cores: 0, gpu: 1 } as never,
+        allocationScope: "public" as never,
       });
     };
     const message = await previewError();
@@ -45,14 +46,16 @@ describeWith(pulumiRequirements, "the provider refuses bad inputs in the preview
     expect(message).toContain("property capabilities.cpu_cores value {<nil>} has a problem: Too small");
     expect(message).toContain('has a problem: Unrecognized key: "gpu"');
     expect(message).toContain("'deploy' must run commands through password-less sudo");
+    expect(message).toContain("property allocationScope value {public} has a problem");
   }, 120_000);
 
-  it("instance: an empty title, a destroyed state, a parameter that is not a string", async () => {
+  it("instance: an empty title, a destroyed state, a parameter that is not a string, an unknown sharing scope", async () => {
     declare = () => {
       new SoftwareInstance("bad", {
         title: " ",
         softwareRelease: "https://example.org/software.cfg",
         state: "destroyed" as "stopped",
+        sharingScope: "everyone" as never,
         parameters: { nested: { a: 1 } as unknown as string },
       });
     };
@@ -60,6 +63,7 @@ describeWith(pulumiRequirements, "the provider refuses bad inputs in the preview
     expect(message).toContain("an instance needs a non-empty title");
     expect(message).toContain('state must be "started" or "stopped", not "destroyed"');
     expect(message).toContain("parameters.nested must be a string, a number or a boolean");
+    expect(message).toContain("property sharingScope value {everyone} has a problem");
   }, 120_000);
 
   it("release: no URL", async () => {
@@ -92,6 +96,7 @@ describeWith(pulumiRequirements, "the provider refuses bad inputs in the preview
       const computer = new Computer("good", {
         ssh: { host: "203.0.113.7", hostKey: HOST_KEY },
         partitionCount: 2,
+        allocationScope: "open",
       });
       new SoftwareInstance("good", {
         title: "good",
