@@ -1,4 +1,4 @@
-import { chmod, mkdir, readFile, writeFile } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 import { createServer as createHttpServer, type Server } from "node:http";
 import { createServer as createHttpsServer } from "node:https";
 import type { AddressInfo } from "node:net";
@@ -7,7 +7,8 @@ import { getRequestListener } from "@hono/node-server";
 import pino, { type Logger } from "pino";
 import { createMasterApp } from "./api/app.js";
 import type { MasterServices } from "./api/context.js";
-import { claimDataDir } from "./data-dir.js";
+import { LOG_REDACTION } from "./api/log-error.js";
+import { claimDataDir, secureDataDir, writePrivateFile } from "./data-dir.js";
 import { type Database, openDatabase, redactUrl } from "./db/connect.js";
 import { issueServerCertificate, loadOrCreateAuthority } from "./identity/authority.js";
 import { DesiredStates } from "./model/desired-state.js";
@@ -48,24 +49,26 @@ async function refreshAdminConfigUrl(path: string, url: string): Promise<void> {
   if (!text) return;
   const config = JSON.parse(text) as ClientConfig;
   if (config.url === url) return;
-  await writeFile(path, `${JSON.stringify({ ...config, url }, null, 2)}\n`, { mode: 0o600 });
+  await writePrivateFile(path, `${JSON.stringify({ ...config, url }, null, 2)}\n`);
 }
 
 const LOOPBACK = new Set(["127.0.0.1", "::1", "localhost"]);
 
 export async function startMaster(options: MasterOptions): Promise<RunningMaster> {
   const host = options.host ?? "127.0.0.1";
-  const logger = options.logger ?? pino({ name: "slap-master" });
+  const logger = options.logger ?? pino({ name: "slap-master", redact: LOG_REDACTION });
   if (options.insecureHttp && !LOOPBACK.has(host)) {
     throw new Error(
       `--insecure-http serves without any identity check, so it only listens on loopback (127.0.0.1, ::1); not on ${host}`,
     );
   }
-  await mkdir(options.dataDir, { recursive: true, mode: 0o700 });
+  await secureDataDir(options.dataDir);
   const releaseDataDir = options.databaseUrl
     ? async () => {}
     : await claimDataDir(options.dataDir, "start of this master");
   const database = await openDatabase({ databaseUrl: options.databaseUrl, dataDir: options.dataDir });
+  // A first start has just copied PGlite's initial cluster in, world-readable.
+  await secureDataDir(options.dataDir);
   logger.info(
     {
       database:
@@ -135,8 +138,7 @@ export async function startMaster(options: MasterOptions): Promise<RunningMaster
         ? {}
         : { ca: authority.certificatePem, certificate: newAdmin.certificate, key: newAdmin.privateKey }),
     };
-    await writeFile(adminConfigPath, `${JSON.stringify(config, null, 2)}\n`, { mode: 0o600 });
-    await chmod(adminConfigPath, 0o600);
+    await writePrivateFile(adminConfigPath, `${JSON.stringify(config, null, 2)}\n`);
   } else {
     await refreshAdminConfigUrl(adminConfigPath, url);
   }
@@ -154,6 +156,8 @@ export async function startMaster(options: MasterOptions): Promise<RunningMaster
       });
       await unlisten();
       await database.close();
+      // Postgres writes some files (statistics) at shutdown, which PGlite makes 0644.
+      await secureDataDir(options.dataDir);
       await releaseDataDir();
       logger.info("master stopped");
     },

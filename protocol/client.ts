@@ -13,6 +13,19 @@ export interface MasterConnection {
   key?: string;
 }
 
+function newDispatcher(connection: MasterConnection): Agent {
+  return new Agent({
+    connect: {
+      ...(connection.ca ? { ca: connection.ca } : {}),
+      ...(connection.certificate ? { cert: connection.certificate } : {}),
+      ...(connection.key ? { key: connection.key } : {}),
+    },
+    // Long polls wait up to `wait` seconds for an answer.
+    bodyTimeout: 0,
+    headersTimeout: 0,
+  });
+}
+
 /** A refusal from the master, with its status and the field it named. */
 export class MasterApiError extends Error {
   constructor(
@@ -43,6 +56,9 @@ export type Credentials = Body<typeof api.Credentials>;
 export type UsageRecord = Input<typeof api.UsageRecord>;
 export type Bill = Body<typeof api.Bill>;
 export type PersonIdentity = Body<typeof api.PersonIdentity>;
+export type Organisation = Body<typeof api.OrganisationView>;
+export type OrganisationRole = Body<typeof api.OrganisationRole>;
+export type RenewedCertificate = Body<typeof api.RenewedCertificate>;
 
 /**
  * The master's JSON API, typed. Used by the CLI, the node agent, the Pulumi provider and
@@ -50,26 +66,36 @@ export type PersonIdentity = Body<typeof api.PersonIdentity>;
  */
 export class MasterClient {
   private readonly base: string;
-  private readonly dispatcher: Agent;
+  private current: MasterConnection;
+  private dispatcher: Agent;
 
   constructor(
-    readonly connection: MasterConnection,
+    connection: MasterConnection,
     private readonly options: { timeoutMs?: number } = {},
   ) {
+    this.current = connection;
     this.base = new URL(
       "api/v1/",
       connection.url.endsWith("/") ? connection.url : `${connection.url}/`,
     ).toString();
-    this.dispatcher = new Agent({
-      connect: {
-        ...(connection.ca ? { ca: connection.ca } : {}),
-        ...(connection.certificate ? { cert: connection.certificate } : {}),
-        ...(connection.key ? { key: connection.key } : {}),
-      },
-      // Long polls wait up to `wait` seconds for an answer.
-      bodyTimeout: 0,
-      headersTimeout: 0,
-    });
+    this.dispatcher = newDispatcher(connection);
+  }
+
+  /** Where the master is and the certificate this client presents now. */
+  get connection(): MasterConnection {
+    return this.current;
+  }
+
+  /**
+   * Presents another certificate from now on (a renewed one). Calls already under way, such as
+   * a long poll, finish on the connections they started with.
+   */
+  useCredentials(certificate: string, key: string): void {
+    const previous = this.dispatcher;
+    this.current = { ...this.current, certificate, key };
+    this.dispatcher = newDispatcher(this.current);
+    // close() lets requests already sent complete before it closes their connections.
+    previous.close().catch(() => {});
   }
 
   async call<T>(
@@ -127,9 +153,57 @@ export class MasterClient {
   createRegistrationToken(options: Input<typeof api.TokenRequest> = {}) {
     return this.call<Body<typeof api.Token>>("POST", "registration-tokens", options);
   }
+  /**
+   * Revokes a person (admins only, not oneself): their certificates and unused registration
+   * tokens stop working; their computers and instances stay, for an admin to act on.
+   */
+  revokePerson(personId: string) {
+    return this.call<{ ok: true }>("DELETE", `persons/${encodeURIComponent(personId)}`);
+  }
   bill(personId: string, from: Date, to: Date) {
     const query = new URLSearchParams({ from: from.toISOString(), to: to.toISOString() });
     return this.call<Bill>("GET", `persons/${encodeURIComponent(personId)}/bill?${query}`);
+  }
+
+  // certificates
+  /**
+   * A new certificate and key for the person or computer this client presents. The current
+   * certificate keeps working until it expires; call `useCredentials` to switch to the new one.
+   */
+  renewCertificate() {
+    return this.call<RenewedCertificate>("POST", "certificates/renew");
+  }
+
+  // organisations
+  /** Creates an organisation; the caller becomes its first manager. */
+  createOrganisation(organisation: Input<typeof api.OrganisationRequest>) {
+    return this.call<Organisation>("POST", "organisations", organisation);
+  }
+  /** The organisations the caller belongs to, with their members. */
+  listOrganisations() {
+    return this.call<Organisation[]>("GET", "organisations");
+  }
+  getOrganisation(organisationId: string) {
+    return this.call<Organisation>("GET", `organisations/${encodeURIComponent(organisationId)}`);
+  }
+  /** Adds a person to an organisation or changes their role (its managers and admins). */
+  setOrganisationMember(
+    organisationId: string,
+    personId: string,
+    settings: Input<typeof api.OrganisationMemberSettings>,
+  ) {
+    return this.call<Organisation>(
+      "PUT",
+      `organisations/${encodeURIComponent(organisationId)}/members/${encodeURIComponent(personId)}`,
+      settings,
+    );
+  }
+  /** Removes a member (its managers and admins), or leaves (one's own person id). */
+  removeOrganisationMember(organisationId: string, personId: string) {
+    return this.call<{ ok: true }>(
+      "DELETE",
+      `organisations/${encodeURIComponent(organisationId)}/members/${encodeURIComponent(personId)}`,
+    );
   }
 
   // computers

@@ -186,132 +186,180 @@ export function marshal(value: Marshallable): string {
 // ---------------------------------------------------------------------------------------------
 // Decoding
 
+/**
+ * What one decode may cost. References make a value's logical size (what a consumer walking it
+ * sees, each reference a copy of its target) exponential in the document's size: these bound the
+ * logical size to what a document without references, within the master's 4 MiB body limit,
+ * could spell out, so that no body costs its consumer more than that.
+ */
+export const UNMARSHAL_LIMITS = {
+  /** Nesting of elements below <marshal>; SlapOS's own documents nest fewer than 10. */
+  depth: 64,
+  /** Elements in the document. */
+  elements: 200_000,
+  /** Values in the decoded value, walked as a tree. */
+  values: 200_000,
+  /** Characters of text (strings, keys, numbers) in the decoded value, walked as a tree. */
+  characters: 4 * 1024 * 1024,
+  /** Digits of one integer: Python's own default cap on int/str conversion. */
+  integerDigits: 4300,
+} as const;
+
+interface Size {
+  values: number;
+  characters: number;
+}
+
 interface Frame {
   tag: string;
   id?: string;
-  className?: string;
   text: string;
   children: Marshallable[];
   /** The decoded container, created on open so that references to it resolve. */
   value?: Marshallable;
+  /** Logical size of the value so far: 1 for itself plus its children's. */
+  size: Size;
 }
 
-const MAX_DEPTH = 200;
+const SCALAR_TAGS = new Set(["none", "bool", "int", "long", "float", "string", "unicode", "reference"]);
 
 /** The second unescaping step of the Python reader (saxutils.unescape). */
 function unescapeString(text: string): string {
   return text.replace(/&lt;/g, "<").replace(/&gt;/g, ">").replace(/&amp;/g, "&");
 }
 
+const fail = (message: string): never => {
+  throw new MarshalError(message);
+};
+
 /**
  * Decodes xml_marshaller XML as Python's `xml_marshaller.loads` does, refusing any object whose
- * class is not one of the four SlapOS classes. Never throws anything but MarshalError.
+ * class is not one of the four SlapOS classes, references to a container not yet closed (cycles,
+ * which SlapOS never writes), and documents beyond UNMARSHAL_LIMITS. Stops at the first fault
+ * and never throws anything but MarshalError.
  */
 export function unmarshal(xml: string): Marshallable {
   const parser = new SaxesParser({ xmlns: false });
   const stack: Frame[] = [];
   const byId = new Map<string, Marshallable>();
+  /** Sizes of closed containers: a reference costs its target's size; absent while still open. */
+  const sizes = new Map<string, Size>();
+  let elements = 0;
   let result: Marshallable | undefined;
   let rootSeen = false;
-  let failure: Error | undefined;
 
-  const fail = (message: string): never => {
-    throw new MarshalError(message);
-  };
-
-  parser.on("error", (error) => {
-    failure ??= new MarshalError(`malformed XML: ${error.message}`);
-  });
+  parser.on("error", (error) => fail(`malformed XML: ${error.message}`));
   parser.on("opentag", (node) => {
-    if (failure) return;
-    try {
-      const attributes = node.attributes as Record<string, string>;
-      if (stack.length === 0) {
-        if (rootSeen || node.name !== "marshal")
-          fail(`expected a single <marshal> root, found <${node.name}>`);
-        rootSeen = true;
-        stack.push({ tag: "marshal", text: "", children: [] });
-        return;
-      }
-      if (stack.length > MAX_DEPTH) fail(`nesting deeper than ${MAX_DEPTH} levels`);
-      const frame: Frame = { tag: node.name, text: "", children: [], id: attributes.id };
-      switch (node.name) {
-        case "list":
-          frame.value = [];
-          break;
-        case "dictionary":
-          frame.value = {};
-          break;
-        case "object": {
-          const className = attributes.class ?? "";
-          if (
-            attributes.module !== SLAP_MODULE ||
-            !(ALLOWED_CLASSES as readonly string[]).includes(className)
-          ) {
-            fail(`refusing to unmarshal class ${attributes.module}.${className}`);
-          }
-          frame.className = className;
-          frame.value = new PyObject(className as AllowedClass, [], {});
-          break;
-        }
-        case "none":
-        case "bool":
-        case "int":
-        case "long":
-        case "float":
-        case "string":
-        case "unicode":
-        case "tuple":
-        case "reference":
-          break;
-        default:
-          fail(`unknown element <${node.name}>`);
-      }
-      if (frame.id !== undefined && frame.value !== undefined) byId.set(frame.id, frame.value);
-      stack.push(frame);
-    } catch (error) {
-      failure ??= error as Error;
+    const attributes = node.attributes as Record<string, string>;
+    if (stack.length === 0) {
+      if (rootSeen || node.name !== "marshal") fail(`expected a single <marshal> root, found <${node.name}>`);
+      rootSeen = true;
+      stack.push({ tag: "marshal", text: "", children: [], size: { values: 0, characters: 0 } });
+      return;
     }
+    elements += 1;
+    if (elements > UNMARSHAL_LIMITS.elements)
+      fail(`the document has more than ${UNMARSHAL_LIMITS.elements} elements`);
+    if (stack.length > UNMARSHAL_LIMITS.depth)
+      fail(`the document nests deeper than ${UNMARSHAL_LIMITS.depth} levels`);
+    const frame: Frame = {
+      tag: node.name,
+      text: "",
+      children: [],
+      id: attributes.id,
+      size: { values: 1, characters: 0 },
+    };
+    switch (node.name) {
+      case "list":
+        frame.value = [];
+        break;
+      case "dictionary":
+        frame.value = {};
+        break;
+      case "object": {
+        const className = attributes.class ?? "";
+        if (
+          attributes.module !== SLAP_MODULE ||
+          !(ALLOWED_CLASSES as readonly string[]).includes(className)
+        ) {
+          fail(`refusing to unmarshal class ${attributes.module}.${className}`);
+        }
+        frame.value = new PyObject(className as AllowedClass, [], {});
+        break;
+      }
+      case "tuple":
+        break;
+      default:
+        if (!SCALAR_TAGS.has(node.name)) fail(`unknown element <${node.name}>`);
+    }
+    if (frame.id !== undefined && frame.value !== undefined) {
+      // A second container under one id would let a reference reach an open one unseen.
+      if (byId.has(frame.id)) fail(`two containers have the id "${frame.id}"`);
+      byId.set(frame.id, frame.value);
+    }
+    stack.push(frame);
   });
+  // Text between a container's elements is layout: only scalars keep theirs.
   const onText = (text: string) => {
     const top = stack[stack.length - 1];
-    if (top) top.text += text;
+    if (top && SCALAR_TAGS.has(top.tag)) top.text += text;
   };
   parser.on("text", onText);
   parser.on("cdata", onText);
   parser.on("closetag", () => {
-    if (failure) return;
-    try {
-      const frame = stack.pop();
-      if (!frame) return;
-      const value = closeFrame(frame, byId, fail);
-      const parent = stack[stack.length - 1];
-      if (!parent) {
-        if (frame.children.length !== 1) fail("<marshal> must hold exactly one value");
-        result = frame.children[0];
-      } else {
-        parent.children.push(value);
-      }
-    } catch (error) {
-      failure ??= error as Error;
+    const frame = stack.pop();
+    if (!frame) return;
+    const value = closeFrame(frame, byId);
+    const parent = stack[stack.length - 1];
+    if (!parent) {
+      if (frame.children.length !== 1) fail("<marshal> must hold exactly one value");
+      result = frame.children[0];
+      return;
     }
+    const size = sizeOf(frame, value, sizes);
+    if (frame.id !== undefined && frame.value !== undefined) sizes.set(frame.id, size);
+    parent.size.values += size.values;
+    parent.size.characters += size.characters;
+    if (parent.size.values > UNMARSHAL_LIMITS.values) {
+      fail(
+        `the decoded value expands to more than ${UNMARSHAL_LIMITS.values} values (a <reference> counts as a copy of what it points at)`,
+      );
+    }
+    if (parent.size.characters > UNMARSHAL_LIMITS.characters) {
+      fail(
+        `the decoded value expands to more than ${UNMARSHAL_LIMITS.characters} characters of text (a <reference> counts as a copy of what it points at)`,
+      );
+    }
+    parent.children.push(value);
   });
 
   try {
     parser.write(xml).close();
   } catch (error) {
-    failure ??= new MarshalError(`malformed XML: ${(error as Error).message}`);
+    if (error instanceof MarshalError) throw error;
+    throw new MarshalError(`malformed XML: ${(error as Error).message}`);
   }
-  if (failure) throw failure instanceof MarshalError ? failure : new MarshalError(failure.message);
   if (result === undefined) throw new MarshalError("no <marshal> document");
   return result;
 }
 
-function closeFrame(
-  frame: Frame,
-  byId: Map<string, Marshallable>,
-  fail: (message: string) => never,
-): Marshallable {
+/** The logical size of a closed frame's value. */
+function sizeOf(frame: Frame, value: Marshallable, sizes: Map<string, Size>): Size {
+  if (typeof value === "string") return { values: 1, characters: value.length };
+  if (frame.tag !== "reference") {
+    return SCALAR_TAGS.has(frame.tag) ? { values: 1, characters: frame.text.length } : frame.size;
+  }
+  // closeFrame resolved the reference: its target exists, so no size means it is still open.
+  const size = frame.id === undefined ? undefined : sizes.get(frame.id);
+  if (!size) {
+    return fail(
+      `<reference id="${frame.id}"> points at a container that holds it (a cycle): SlapOS never sends one`,
+    );
+  }
+  return size;
+}
+
+function closeFrame(frame: Frame, byId: Map<string, Marshallable>): Marshallable {
   const noChildren = () => {
     if (frame.children.length > 0) fail(`<${frame.tag}> cannot hold elements`);
   };
@@ -324,13 +372,16 @@ function closeFrame(
     case "bool":
       noChildren();
       if (frame.text.trim() !== "0" && frame.text.trim() !== "1")
-        fail(`<bool> must be 0 or 1, not '${frame.text}'`);
+        fail(`<bool> must be 0 or 1, not '${frame.text.slice(0, 40)}'`);
       return frame.text.trim() === "1";
     case "int":
     case "long": {
       noChildren();
       const text = frame.text.trim().replace(/L$/, "");
-      if (!/^[-+]?\d+$/.test(text)) fail(`<${frame.tag}> is not an integer: '${frame.text}'`);
+      // BigInt parsing and printing are quadratic in the digits.
+      if (text.length > UNMARSHAL_LIMITS.integerDigits + 1)
+        fail(`<${frame.tag}> has more than ${UNMARSHAL_LIMITS.integerDigits} digits`);
+      if (!/^[-+]?\d+$/.test(text)) fail(`<${frame.tag}> is not an integer: '${frame.text.slice(0, 40)}'`);
       const big = BigInt(text);
       return big >= BigInt(Number.MIN_SAFE_INTEGER) && big <= BigInt(Number.MAX_SAFE_INTEGER)
         ? Number(big)
@@ -342,7 +393,7 @@ function closeFrame(
       const special: Record<string, number> = { inf: Infinity, "-inf": -Infinity, nan: Number.NaN };
       const number = text in special ? special[text] : Number(text);
       if (number === undefined || (Number.isNaN(number) && text !== "nan") || text === "") {
-        fail(`<float> is not a number: '${frame.text}'`);
+        fail(`<float> is not a number: '${frame.text.slice(0, 40)}'`);
       }
       return new PyFloat(number as number);
     }

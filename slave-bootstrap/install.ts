@@ -159,6 +159,7 @@ export async function ensureRegistered(
   if (registered.exitCode === 0) return { changed: false };
   const token = typeof tokenSource === "function" ? await tokenSource() : tokenSource;
   if (!token) throw new Error(`${remote.name} is not registered yet: give a registration token (--token)`);
+  // On standard input, not the command line: there it would show in the host's process list.
   await remote.runOrThrow(agentCommand(node, `register --token ${shellQuote(token)}`), {
     sudo: true,
     secrets: [token],

@@ -2,8 +2,10 @@ import { readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
 import type { Logger } from "pino";
 import { MasterClient } from "../protocol/client.js";
+import { keepCertificateRenewed } from "./certificate-renewal.js";
 import type { NodeConfig } from "./config.js";
 import type { AgentContext } from "./context.js";
+import { settleCredentialFiles } from "./credential-files.js";
 import { acquireAgentLock } from "./lock.js";
 import type { RunUser } from "./run-as.js";
 import { Supervisor } from "./supervisor/index.js";
@@ -19,6 +21,10 @@ async function readOptional(path: string | undefined): Promise<string | undefine
 
 /** The master as this computer: its certificate, checked against the master's CA. */
 export async function connectToMaster(config: NodeConfig): Promise<MasterClient> {
+  // A renewal cut short by a stop leaves its new files beside the live ones: finish it first.
+  if (config.certFile && config.keyFile) {
+    await settleCredentialFiles({ certFile: config.certFile, keyFile: config.keyFile });
+  }
   return new MasterClient({
     url: config.masterUrl,
     certificate: await readOptional(config.certFile),
@@ -61,9 +67,12 @@ export async function openAgent(config: NodeConfig, logger: Logger): Promise<Age
       }),
       softwareUser: await softwareUserOf(config),
     };
+    // Under the agent lock: one process at a time replaces the certificate files.
+    const renewal = keepCertificateRenewed(config, context.client, logger);
     return {
       context,
       release: async () => {
+        await renewal.stop();
         await context.client.close();
         await release();
       },

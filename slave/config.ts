@@ -14,6 +14,11 @@ export interface NodeConfig {
   /** The computer's certificate and key (PEM files) issued at registration; absent against an `--insecure-http` master. */
   certFile?: string;
   keyFile?: string;
+  /**
+   * `certificate_renewal_days` (ours): the agent renews the computer's certificate once it
+   * expires within this many days (default 30); 0 never renews.
+   */
+  certificateRenewalDays: number;
   /** The master's CA certificate (PEM file), to check the master's server certificate. */
   masterCaFile?: string;
   /** `software_root`: releases install into `<softwareRoot>/<md5(url)>`. */
@@ -132,6 +137,7 @@ export function parseNodeConfig(
     masterUrl,
     certFile,
     keyFile,
+    certificateRenewalDays: number(slapos, "slapos", "certificate_renewal_days", 30),
     masterCaFile: text(slapos, "master_ca_file"),
     softwareRoot: text(slapos, "software_root") ?? "/opt/slapgrid",
     instanceRoot,

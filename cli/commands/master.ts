@@ -1,4 +1,4 @@
-import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Command } from "commander";
 import pino from "pino";
@@ -34,8 +34,10 @@ export function registerMasterCommands(program: Command): void {
         if (!Number.isInteger(port) || port < 0 || port > 65_535) {
           throw new Error(`--port must be a port number (0-65535), not '${options.port}'`);
         }
-        const logger = pino({ name: "slap-master" }, pino.destination(2));
+        keepNewFilesPrivate();
         // Loaded here, not at the top: the node agent runs from the same CLI and must not carry the master.
+        const { LOG_REDACTION } = await import("../../master/api/log-error.js");
+        const logger = pino({ name: "slap-master", redact: LOG_REDACTION }, pino.destination(2));
         const { startMaster } = await import("../../master/server.js");
         const running = await startMaster({
           dataDir: options.data,
@@ -45,7 +47,6 @@ export function registerMasterCommands(program: Command): void {
           insecureHttp: options.insecureHttp,
           logger,
         });
-        console.log(running.url);
         let stopping = false;
         const stop = async (signal: string) => {
           if (stopping) return;
@@ -56,9 +57,20 @@ export function registerMasterCommands(program: Command): void {
         };
         process.on("SIGINT", () => void stop("SIGINT"));
         process.on("SIGTERM", () => void stop("SIGTERM"));
+        // Printed last: whoever waits for the URL may signal the master as soon as it reads it.
+        console.log(running.url);
       },
     );
   addBackupCommands(master);
+}
+
+/**
+ * Everything a master process writes is private (database files, keys, backups), so its umask
+ * says so. Only the CLI sets it: it is process-wide, and startMaster may run inside a program
+ * that writes other files (startMaster makes the data directory private itself).
+ */
+function keepNewFilesPrivate(): void {
+  process.umask(0o077);
 }
 
 interface OfflineOptions {
@@ -68,16 +80,19 @@ interface OfflineOptions {
 
 /** Opens a master's database without serving it (backup, restore). */
 async function openOffline(options: OfflineOptions, purpose: string) {
-  const { claimDataDir } = await import("../../master/data-dir.js");
+  const { claimDataDir, secureDataDir } = await import("../../master/data-dir.js");
   const { openDatabase } = await import("../../master/db/connect.js");
+  keepNewFilesPrivate();
   const databaseUrl = options.databaseUrl ?? process.env.DATABASE_URL;
-  await mkdir(options.data, { recursive: true, mode: 0o700 });
+  await secureDataDir(options.data);
   const release = databaseUrl ? async () => {} : await claimDataDir(options.data, purpose);
   const database = await openDatabase({ databaseUrl, dataDir: options.data });
   return {
     database,
     async close() {
       await database.close();
+      // A restore creates a fresh PGlite cluster, which PGlite copies in world-readable.
+      await secureDataDir(options.data);
       await release();
     },
   };
@@ -92,13 +107,14 @@ function addBackupCommands(master: Command): void {
     .requiredOption("--output <file>", "where to write the backup (mode 0600: it holds the CA key)")
     .action(async (options: OfflineOptions & { output: string }) => {
       const { createBackup } = await import("../../master/backup.js");
+      const { writePrivateFile } = await import("../../master/data-dir.js");
       const adminConfig = await readFile(join(options.data, "admin.json"), "utf8")
         .then((text) => JSON.parse(text) as unknown)
         .catch(() => undefined);
       const opened = await openOffline(options, "backup");
       try {
         const backup = await createBackup(opened.database, adminConfig);
-        await writeFile(options.output, JSON.stringify(backup), { mode: 0o600 });
+        await writePrivateFile(options.output, JSON.stringify(backup));
         const counts = Object.entries(backup.tables).map(([table, rows]) => `${table}=${rows.length}`);
         console.log(`backup written to ${options.output}: ${counts.join(" ")}`);
       } finally {
@@ -113,13 +129,14 @@ function addBackupCommands(master: Command): void {
     .requiredOption("--input <file>", "the backup file")
     .action(async (options: OfflineOptions & { input: string }) => {
       const { restoreBackup } = await import("../../master/backup.js");
+      const { writePrivateFile } = await import("../../master/data-dir.js");
       const backup = JSON.parse(await readFile(options.input, "utf8"));
       const opened = await openOffline(options, "restore");
       try {
         const counts = await restoreBackup(opened.database, backup);
         const adminPath = join(options.data, "admin.json");
         if (backup.adminConfig && !(await readFile(adminPath).catch(() => undefined))) {
-          await writeFile(adminPath, `${JSON.stringify(backup.adminConfig, null, 2)}\n`, { mode: 0o600 });
+          await writePrivateFile(adminPath, `${JSON.stringify(backup.adminConfig, null, 2)}\n`);
         }
         console.log(
           `restored into ${options.data}: ${Object.entries(counts)

@@ -1,10 +1,11 @@
-import { access, chmod, mkdir, writeFile } from "node:fs/promises";
+import { access, chmod, mkdir, readFile, writeFile } from "node:fs/promises";
 import { dirname } from "node:path";
 import type { Command } from "commander";
 import pino, { type Logger } from "pino";
 import { connectToMaster, openAgent } from "../../slave/agent.js";
 import { type NodeConfig, readNodeConfig, writeComputerId } from "../../slave/config.js";
 import type { AgentContext } from "../../slave/context.js";
+import { replaceCredentialFiles } from "../../slave/credential-files.js";
 import { DesiredStateCache } from "../../slave/desired-state-cache.js";
 import { formatNode } from "../../slave/format/index.js";
 import { runLoop } from "../../slave/loop.js";
@@ -60,8 +61,10 @@ async function register(config: NodeConfig, token: string, title: string | undef
         `the token registers computer ${registration.computerId}, but ${config.path} says computer_id = ${config.computerId}: use a token created for ${config.computerId}, or remove computer_id to register a new computer`,
       );
     }
-    await writeSecretFile(config.keyFile, registration.privateKey, 0o600);
-    await writeSecretFile(config.certFile, registration.certificate, 0o644);
+    await replaceCredentialFiles(
+      { certFile: config.certFile, keyFile: config.keyFile },
+      { certificate: registration.certificate, privateKey: registration.privateKey },
+    );
     if (config.masterCaFile) {
       const present = await access(config.masterCaFile).then(
         () => true,
@@ -74,6 +77,39 @@ async function register(config: NodeConfig, token: string, title: string | undef
   } finally {
     await client.close();
   }
+}
+
+/**
+ * The registration token, from `--token-file` (a file, or `-` for standard input) or `--token`.
+ * A token on the command line is visible to every user of the host (ps, /proc) while the
+ * command runs; scripts pass it on standard input.
+ */
+async function readToken(options: { token?: string; tokenFile?: string }): Promise<string> {
+  if (options.token !== undefined && options.tokenFile !== undefined) {
+    throw new Error("give the registration token once: --token or --token-file, not both");
+  }
+  if (options.tokenFile === undefined) {
+    if (options.token === undefined) {
+      throw new Error(
+        "give the registration token: --token-file FILE (or --token-file - to read it from standard input), or --token TOKEN",
+      );
+    }
+    return options.token;
+  }
+  const source = options.tokenFile === "-" ? "standard input" : options.tokenFile;
+  const text =
+    options.tokenFile === "-" ? await readStandardInput() : await readFile(options.tokenFile, "utf8");
+  const token = text.trim();
+  if (!token || /\s/.test(token)) {
+    throw new Error(`${source} must hold the registration token alone, on one line`);
+  }
+  return token;
+}
+
+async function readStandardInput(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString("utf8");
 }
 
 /** `slap node register|format|software|instance|report|run`: the node agent (SlapGRID). */
@@ -94,11 +130,19 @@ export function registerNodeCommands(program: Command): void {
     .description(
       "register this node with the master using a one-time token; writes the computer's certificate, and its id when the configuration has none",
     )
-    .requiredOption("--token <token>", "the registration token the master's owner created")
+    .option(
+      "--token-file <file>",
+      "a file holding the registration token the master's owner created; - reads it from standard input",
+    )
+    .option(
+      "--token <token>",
+      "the registration token itself (visible to other users of this host while it runs: prefer --token-file)",
+    )
     .option("--title <title>", "the computer's title")
-    .action(async (options: NodeOptions & { token: string; title?: string }) => {
+    .action(async (options: NodeOptions & { token?: string; tokenFile?: string; title?: string }) => {
+      const token = await readToken(options);
       const config = await readNodeConfig(options.config, { registering: true });
-      await register(config, options.token, options.title, nodeLogger(options));
+      await register(config, token, options.title, nodeLogger(options));
     });
 
   withConfig(node.command("format"))

@@ -5,10 +5,13 @@ import { createSlapApp } from "../slap/app.js";
 import type { MasterEnv, MasterServices } from "./context.js";
 import { errorResponse, handleError, validationHook } from "./errors.js";
 import { identify, requireActor } from "./identity.js";
-import { rejectNul } from "./reject-nul.js";
+import { insecureGuard } from "./insecure-guard.js";
+import { refuseHostileInput } from "./refuse-hostile-input.js";
+import { certificateRoutes } from "./routes/certificates.js";
 import { computerRoutes } from "./routes/computers.js";
 import { instanceRoutes } from "./routes/instances.js";
 import { nodeRoutes, registrationRoutes } from "./routes/nodes.js";
+import { organisationRoutes } from "./routes/organisations.js";
 import { personRoutes } from "./routes/persons.js";
 
 const MAX_BODY_BYTES = 4 * 1024 * 1024;
@@ -29,6 +32,8 @@ function createJsonApi() {
   api.route("/", registrationRoutes);
   api.use(requireActor);
   api.route("/", personRoutes);
+  api.route("/", organisationRoutes);
+  api.route("/", certificateRoutes);
   api.route("/", computerRoutes);
   api.route("/", instanceRoutes);
   api.route("/", nodeRoutes);
@@ -38,6 +43,7 @@ function createJsonApi() {
 /** The master's HTTP application: one listener, one model, two wire formats (JSON and SLAP). */
 export function createMasterApp(services: MasterServices) {
   const app = new Hono<MasterEnv>();
+  if (services.insecureAdminId) app.use(insecureGuard);
   app.use(async (c, next) => {
     c.set("services", services);
     await next();
@@ -48,7 +54,7 @@ export function createMasterApp(services: MasterServices) {
       onError: (c) => errorResponse(c, 413, "too_large", `the request body exceeds ${MAX_BODY_BYTES} bytes`),
     }),
   );
-  app.use(rejectNul);
+  app.use(refuseHostileInput);
   app.use(identify);
   app.route("/api/v1", createJsonApi());
   app.route("/", createSlapApp());

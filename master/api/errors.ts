@@ -5,6 +5,7 @@ import type { z } from "zod";
 import type { ErrorBody } from "../../protocol/api.js";
 import { ModelError, type ModelErrorKind } from "../model/errors.js";
 import type { MasterEnv } from "./context.js";
+import { loggableError } from "./log-error.js";
 
 type ErrorKind = z.infer<typeof ErrorBody>["error"]["kind"];
 
@@ -35,7 +36,7 @@ export function handleError(error: Error, c: Context<MasterEnv>) {
     if (error.status === 400) return errorResponse(c, 400, "invalid", error.message || "malformed request");
     return errorResponse(c, error.status as ContentfulStatusCode, "invalid", error.message);
   }
-  c.get("services")?.logger.error({ err: error, path: c.req.path }, "request failed");
+  c.get("services")?.logger.error({ error: loggableError(error), path: c.req.path }, "request failed");
   return c.json({ error: { kind: "internal", message: "internal error; see the master's log" } }, 500);
 }
 

@@ -1,6 +1,6 @@
 import type { TLSSocket } from "node:tls";
-import { and, eq, gt, isNull, sql } from "drizzle-orm";
-import type { MiddlewareHandler } from "hono";
+import { and, eq, gt, isNull, ne, or, sql } from "drizzle-orm";
+import type { Context, MiddlewareHandler } from "hono";
 import { certificates, persons } from "../db/schema.js";
 import type { Actor } from "../model/actor.js";
 import type { MasterEnv } from "./context.js";
@@ -16,11 +16,20 @@ export const identify: MiddlewareHandler<MasterEnv> = async (c, next) => {
     c.set("actor", { kind: "person", id: services.insecureAdminId, isAdmin: true });
     return next();
   }
-  const socket = c.env.incoming.socket as Partial<TLSSocket>;
-  const peer = socket.authorized && socket.getPeerCertificate ? socket.getPeerCertificate() : undefined;
-  if (peer?.serialNumber) c.set("actor", await actorForSerial(services.db, peer.serialNumber.toUpperCase()));
+  const serial = presentedSerial(c);
+  if (serial) c.set("actor", await actorForSerial(services.db, serial));
   return next();
 };
+
+/**
+ * The serial of the client certificate the caller presented, when our CA signed it (upper-case
+ * hex, as the certificates table records it); undefined without one, and in insecure mode.
+ */
+export function presentedSerial(c: Context<MasterEnv>): string | undefined {
+  const socket = c.env.incoming.socket as Partial<TLSSocket>;
+  const peer = socket.authorized && socket.getPeerCertificate ? socket.getPeerCertificate() : undefined;
+  return peer?.serialNumber ? peer.serialNumber.toUpperCase() : undefined;
+}
 
 async function actorForSerial(
   db: MasterEnv["Variables"]["services"]["db"],
@@ -35,6 +44,11 @@ async function actorForSerial(
         eq(certificates.serial, serial),
         isNull(certificates.revokedAt),
         gt(certificates.expiresAt, sql`now()`),
+        // Revoking a person revokes their certificates too; this holds even for one that escaped.
+        or(
+          ne(certificates.kind, "person"),
+          and(eq(persons.id, certificates.subjectId), isNull(persons.revokedAt)),
+        ),
       ),
     );
   if (!row) return undefined;

@@ -126,17 +126,29 @@ function issue(authority: Authority, options: IssueOptions): IssuedCertificate {
   };
 }
 
-/** A client certificate for a person, a computer or a software instance. */
+/**
+ * How long client certificates last. Persons and computers renew theirs before the end
+ * (`POST /api/v1/certificates/renew`; nodes do it on their own); an instance's lasts as long as
+ * any instance is expected to, and dies with the instance.
+ */
+export const CLIENT_CERTIFICATE_DAYS: Record<IdentityKind, number> = {
+  person: 825,
+  computer: 825,
+  instance: 3650,
+};
+
+/**
+ * A client certificate for a person, a computer or a software instance. `days` shortens it
+ * (tests of renewal use certificates about to expire); it defaults to the kind's lifetime.
+ */
 export function issueClientCertificate(
   authority: Authority,
   kind: IdentityKind,
   subjectId: string,
+  days: number = CLIENT_CERTIFICATE_DAYS[kind],
 ): IssuedCertificate {
-  return issue(authority, {
-    commonName: subjectId,
-    organizationalUnit: kind,
-    days: kind === "instance" ? 3650 : 825,
-  });
+  if (!(days > 0)) throw new Error(`a certificate must last a positive number of days, not ${days}`);
+  return issue(authority, { commonName: subjectId, organizationalUnit: kind, days });
 }
 
 /** The master's TLS server certificate for the names it is reached by. */

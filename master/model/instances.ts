@@ -217,10 +217,7 @@ export async function instanceInPartition(
   const [row] = await db
     .select({ partitionId: partitions.id, instanceId: partitions.instanceId, ownerId: computers.ownerId })
     .from(computers)
-    .leftJoin(
-      partitions,
-      and(eq(partitions.computerId, computers.id), eq(partitions.reference, reference)),
-    )
+    .leftJoin(partitions, and(eq(partitions.computerId, computers.id), eq(partitions.reference, reference)))
     .where(eq(computers.id, computerId));
   const computerSide =
     (actor.kind === "person" && (actor.isAdmin || actor.id === row?.ownerId)) ||
@@ -229,7 +226,9 @@ export async function instanceInPartition(
     forbidden(`${describeActor(actor)} may not act on partition ${reference} of computer ${computerId}`);
   if (!row || row.partitionId === null) {
     if (!computerSide) throw refused();
-    throw notFound(row ? `computer ${computerId} has no partition ${reference}` : `no computer ${computerId}`);
+    throw notFound(
+      row ? `computer ${computerId} has no partition ${reference}` : `no computer ${computerId}`,
+    );
   }
   if (row.instanceId === null) {
     if (computerSide) return undefined;
@@ -372,8 +371,7 @@ async function updateRequested(
     state !== existing.requestedState ||
     (request.parameters !== undefined && !sameRecord(existing.parameters, request.parameters));
   const slaChanged = request.sla !== undefined && !sameRecord(existing.sla, request.sla);
-  const sharingChanged =
-    request.sharingScope !== undefined && request.sharingScope !== existing.sharingScope;
+  const sharingChanged = request.sharingScope !== undefined && request.sharingScope !== existing.sharingScope;
   if (!changed && !slaChanged && !sharingChanged) return existing;
 
   const [updated] = await tx
@@ -493,7 +491,9 @@ async function assertHostConsents(tx: Executor, hostId: string, requesterId: str
       instanceAdmits: sql<boolean>`${scopeAdmits(sql`${softwareInstances.sharingScope}`, sql`${softwareInstances.ownerId}`, requesterId)}`,
       computerId: computers.id,
       allocationScope: computers.allocationScope,
-      computerAdmits: sql<boolean | null>`${scopeAdmits(sql`${computers.allocationScope}`, sql`${computers.ownerId}`, requesterId)}`,
+      computerAdmits: sql<
+        boolean | null
+      >`${scopeAdmits(sql`${computers.allocationScope}`, sql`${computers.ownerId}`, requesterId)}`,
     })
     .from(softwareInstances)
     .leftJoin(partitions, eq(partitions.instanceId, softwareInstances.id))

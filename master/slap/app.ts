@@ -84,7 +84,7 @@ export function createSlapApp() {
   slap.onError((error, c) => {
     if (error instanceof ModelError) return text(c, error.message, STATUS[error.kind] ?? 400);
     if (error instanceof MarshalError) return text(c, error.message, 400);
-    c.get("services")?.logger.error({ err: loggableError(error), path: c.req.path }, "SLAP request failed");
+    c.get("services")?.logger.error({ error: loggableError(error), path: c.req.path }, "SLAP request failed");
     return text(c, "internal error; see the master's log", 500);
   });
   slap.get("/getHateoasUrl", (c) => text(c, "no HATEOAS API: use the JSON API under /api/v1/", 404));

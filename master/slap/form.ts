@@ -1,18 +1,98 @@
 import type { Context } from "hono";
-import { type Marshallable, PyFloat, PyObject, PyTuple, unmarshal } from "../../protocol/xml-marshaller.js";
+import { InstanceRequest, SoftwareReport, SupplyRequest } from "../../protocol/api.js";
+import {
+  MarshalError,
+  type Marshallable,
+  PyFloat,
+  PyObject,
+  PyTuple,
+  pythonFloatRepr,
+  unmarshal,
+} from "../../protocol/xml-marshaller.js";
 import type { MasterEnv } from "../api/context.js";
 import { invalid } from "../model/errors.js";
 
-// What SLAP callers send: form fields and query strings, some holding marshalled XML.
+// What SLAP callers send: form fields and query strings, some holding marshalled XML. Every
+// field is read here, so that SLAP input is held to the JSON API's limits in one place.
 
 type SlapContext = Context<MasterEnv>;
 export type Fields = (name: string) => string | undefined;
 
-/** Form or query values, with the Python client's literal "None" read as absent. */
+/** The largest length a zod string schema (optional or not) accepts. */
+function maxLengthOf(schema: { maxLength?: number | null; unwrap?: () => unknown }): number {
+  const inner = (schema.unwrap ? schema.unwrap() : schema) as { maxLength?: number | null };
+  if (typeof inner.maxLength !== "number") throw new Error("the schema has no maximum length");
+  return inner.maxLength;
+}
+
+/** References and ids (computers, partitions, instances): those SlapOS makes are under 64. */
+const REFERENCE_LENGTH = 200;
+
+/**
+ * Each field's largest length, the JSON API's where it has the same field. Fields not listed
+ * hold marshalled XML, bounded by the body limit and by the decoder.
+ */
+const FIELD_LENGTHS: Record<string, number> = {
+  partition_reference: maxLengthOf(InstanceRequest.shape.title),
+  software_release: maxLengthOf(InstanceRequest.shape.softwareReleaseUrl),
+  software_type: maxLengthOf(InstanceRequest.shape.softwareType),
+  url: maxLengthOf(SupplyRequest.shape.url),
+  error_log: maxLengthOf(SoftwareReport.shape.errorLog),
+  computer_id: REFERENCE_LENGTH,
+  computer_reference: REFERENCE_LENGTH,
+  computer_partition_id: REFERENCE_LENGTH,
+  computer_partition_reference: REFERENCE_LENGTH,
+  slave_reference: REFERENCE_LENGTH,
+  // Marshalled scalars: `<marshal><string>started</string></marshal>`, `<marshal><bool>1</bool></marshal>`.
+  state: 1024,
+  shared_xml: 1024,
+};
+
+/**
+ * Marshalled fields the SLAP app decodes itself: decoded here first, so that a refusal names
+ * the field (the second decode is bounded as the first).
+ */
+const DECODED_HERE = new Set(["xml", "shared_xml", "state"]);
+
+function decodeField(name: string, xmlText: string): Marshallable {
+  try {
+    return unmarshal(xmlText);
+  } catch (error) {
+    if (error instanceof MarshalError)
+      throw invalid(name, `the field '${name}' is not acceptable xml_marshaller XML: ${error.message}`);
+    throw error;
+  }
+}
+
+function checkField(name: string, value: string): void {
+  // Postgres text cannot hold NUL: refused here rather than failing in the database.
+  if (value.includes("\0")) {
+    throw invalid(name, `the field '${name}' contains a NUL character: remove it and send the request again`);
+  }
+  const limit = FIELD_LENGTHS[name];
+  if (limit !== undefined && value.length > limit) {
+    throw invalid(
+      name,
+      `the field '${name}' is ${value.length} characters long; at most ${limit} are accepted`,
+    );
+  }
+  // `state` is marshalled for requestComputerPartition, plain text ("available") for supplySupply.
+  if (DECODED_HERE.has(name) && (name !== "state" || value.startsWith("<"))) decodeField(name, value);
+}
+
+/**
+ * Form or query values, with the Python client's literal "None" read as absent. Each field is
+ * checked (NUL, length, marshalled XML) the first time it is read.
+ */
 export function fieldsOf(values: Record<string, unknown>): Fields {
+  const checked = new Set<string>();
   return (name) => {
     const value = values[name];
     if (typeof value !== "string" || value === "None" || value === "none") return undefined;
+    if (!checked.has(name)) {
+      checkField(name, value);
+      checked.add(name);
+    }
     return value;
   };
 }
@@ -48,15 +128,33 @@ export function asDict(value: Marshallable, field: string): Dict {
   return value;
 }
 
-/** A dict of strings from marshalled XML (parameters, SLA, connection parameters). */
+function kindOf(value: Marshallable): string {
+  if (Array.isArray(value)) return "a list";
+  if (value instanceof PyTuple) return "a tuple";
+  if (value instanceof PyObject) return `a ${value.className} object`;
+  return "a dictionary";
+}
+
+/**
+ * A dict of strings from marshalled XML (parameters, SLA, connection parameters). Values are
+ * scalars, as SlapOS's own are: strings, or structured data serialised as JSON in a string
+ * (by convention under the key `_`).
+ */
 export function stringDict(field: string, xmlText: string | undefined): Record<string, string> {
   if (xmlText === undefined || xmlText === "") return {};
-  const decoded = unmarshal(xmlText);
+  const decoded = decodeField(field, xmlText);
   if (decoded === null) return {};
   const value = asDict(decoded, field);
   const result: Record<string, string> = {};
   for (const [key, entry] of Object.entries(value)) {
-    result[key] = entry === null ? "None" : typeof entry === "object" ? JSON.stringify(entry) : String(entry);
+    if (entry === null) result[key] = "None";
+    else if (entry instanceof PyFloat) result[key] = pythonFloatRepr(entry.value);
+    else if (typeof entry === "object") {
+      throw invalid(
+        field,
+        `'${field}' maps '${key.slice(0, 100)}' to ${kindOf(entry)}: values must be strings or numbers; send structured parameters as one JSON string, e.g. under the key '_'`,
+      );
+    } else result[key] = String(entry);
   }
   return result;
 }

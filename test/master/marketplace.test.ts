@@ -26,6 +26,8 @@ import { describeWith } from "../support/requirements.js";
 import { addComputer, createMarketplace, type Marketplace } from "./fixtures.js";
 
 const RELEASE = "https://example.com/software/web/software.cfg";
+/** Bob's computers serve the public marketplace: alice's requests may be placed there. */
+const OPEN = { allocationScope: "open" } as const;
 
 /** Every computer's free-partition counter matches its partitions. */
 async function expectFreeCountsConsistent(database: Database): Promise<void> {
@@ -78,11 +80,13 @@ for (const kind of testDatabaseKinds) {
 
     it("allocates only to partitions whose computer meets every SLA condition", async () => {
       const cheap = await addComputer(database, market, market.bob, 2, {
+        ...OPEN,
         region: "eu",
         capabilities: { cpu_architecture: "x86_64", cpu_cores: 4, memory_mb: 8192 },
         pricePerPartitionHour: 0.01,
       });
       const big = await addComputer(database, market, market.bob, 2, {
+        ...OPEN,
         region: "us",
         capabilities: { cpu_architecture: "aarch64", cpu_cores: 32, memory_mb: 65536 },
         pricePerPartitionHour: 0.5,
@@ -109,7 +113,10 @@ for (const kind of testDatabaseKinds) {
     });
 
     it("records a trading contract per allocation and bills partition-hours at the agreed price", async () => {
-      const computer = await addComputer(database, market, market.bob, 1, { pricePerPartitionHour: 2 });
+      const computer = await addComputer(database, market, market.bob, 1, {
+        ...OPEN,
+        pricePerPartitionHour: 2,
+      });
       const instance = await requestInstance(database.db, market.alice, {
         title: "paid",
         softwareReleaseUrl: RELEASE,
@@ -138,8 +145,11 @@ for (const kind of testDatabaseKinds) {
     });
 
     it("supplies the release where it allocates, and prefers computers that already have it", async () => {
-      const plain = await addComputer(database, market, market.bob, 1);
-      const ready = await addComputer(database, market, market.bob, 1, { pricePerPartitionHour: 5 });
+      const plain = await addComputer(database, market, market.bob, 1, OPEN);
+      const ready = await addComputer(database, market, market.bob, 1, {
+        ...OPEN,
+        pricePerPartitionHour: 5,
+      });
       await supplySoftware(database.db, market.bob, ready.id, RELEASE, "available");
       const first = await requestInstance(database.db, market.alice, {
         title: "a",
@@ -159,7 +169,7 @@ for (const kind of testDatabaseKinds) {
     });
 
     it("answers a re-request with the same title cheaply, and bumps the timestamp only on change", async () => {
-      const computer = await addComputer(database, market, market.bob, 2);
+      const computer = await addComputer(database, market, market.bob, 2, OPEN);
       const first = await requestInstance(database.db, market.alice, {
         title: "blog",
         softwareReleaseUrl: RELEASE,
@@ -198,7 +208,7 @@ for (const kind of testDatabaseKinds) {
     });
 
     it("places a shared instance on a busy partition with the same release and type", async () => {
-      const computer = await addComputer(database, market, market.bob, 2);
+      const computer = await addComputer(database, market, market.bob, 2, OPEN);
       const host = await requestInstance(database.db, market.alice, {
         title: "frontend",
         softwareReleaseUrl: RELEASE,
@@ -246,7 +256,7 @@ for (const kind of testDatabaseKinds) {
     });
 
     it("destroys a whole tree bottom-up when its root is destroyed, then frees every partition", async () => {
-      const computer = await addComputer(database, market, market.bob, 3);
+      const computer = await addComputer(database, market, market.bob, 3, OPEN);
       const root = await requestInstance(database.db, market.alice, {
         title: "root",
         softwareReleaseUrl: RELEASE,
@@ -298,7 +308,7 @@ for (const kind of testDatabaseKinds) {
 
     it("keeps each identity to its own objects", async () => {
       const aliceComputer = await addComputer(database, market, market.alice, 1);
-      const bobComputer = await addComputer(database, market, market.bob, 1);
+      const bobComputer = await addComputer(database, market, market.bob, 1, OPEN);
       const instance = await requestInstance(database.db, market.alice, {
         title: "private",
         softwareReleaseUrl: RELEASE,
@@ -318,7 +328,7 @@ for (const kind of testDatabaseKinds) {
     });
 
     it("places pending requests as the node uploads more partitions", async () => {
-      const computer = await addComputer(database, market, market.bob, 1);
+      const computer = await addComputer(database, market, market.bob, 1, OPEN);
       await requestInstance(database.db, market.alice, { title: "one", softwareReleaseUrl: RELEASE });
       const waiting = await requestInstance(database.db, market.alice, {
         title: "two",
@@ -338,8 +348,8 @@ for (const kind of testDatabaseKinds) {
     });
 
     it("never gives a partition twice under concurrent requests", async () => {
-      await addComputer(database, market, market.bob, 10);
-      await addComputer(database, market, market.bob, 10);
+      await addComputer(database, market, market.bob, 10, OPEN);
+      await addComputer(database, market, market.bob, 10, OPEN);
       const results = await Promise.all(
         Array.from({ length: 40 }, (_, index) =>
           requestInstance(database.db, index % 2 ? market.alice : market.bob, {
@@ -361,7 +371,7 @@ for (const kind of testDatabaseKinds) {
     });
 
     it("serves a cached desired state that follows every change a node must see", async () => {
-      const computer = await addComputer(database, market, market.bob, 1);
+      const computer = await addComputer(database, market, market.bob, 1, OPEN);
       const states = new DesiredStates(database.db); // one cache across every read, as in a master process
       const read = async () => JSON.parse((await states.read(computer.actor, computer.id)).json);
       expect((await read()).software).toEqual([]);
@@ -398,7 +408,7 @@ for (const kind of testDatabaseKinds) {
     });
 
     it("wakes a long-polling node as soon as its desired state changes", async () => {
-      const computer = await addComputer(database, market, market.bob, 1);
+      const computer = await addComputer(database, market, market.bob, 1, OPEN);
       const desiredStates = new DesiredStates(database.db);
       const stop = await database.onDesiredStateChange((id) => desiredStates.notify(id));
       try {

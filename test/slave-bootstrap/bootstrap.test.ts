@@ -1,4 +1,4 @@
-import { copyFile, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { copyFile, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
@@ -17,6 +17,36 @@ import { describeWith, requires } from "../support/requirements.js";
 
 const RELEASE = resolve("examples/software/hello-web/software.cfg");
 const AGENT = resolve("dist/agent/slap-node.mjs");
+
+/**
+ * Samples every process's command line until stopped, as `ps` on a test host would show it
+ * (test hosts share this machine's process table): which held `secret`, and whether the
+ * registration command was seen at all (so that an empty finding means something).
+ */
+function watchCommandLines(secret: string) {
+  let stopped = false;
+  let sawRegistration = false;
+  const exposed = new Set<string>();
+  const sample = async () => {
+    while (!stopped) {
+      for (const pid of await readdir("/proc")) {
+        if (!/^\d+$/.test(pid)) continue;
+        const line = (await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "")).replaceAll("\0", " ");
+        if (line.includes("slap-node.mjs node register")) sawRegistration = true;
+        if (line.includes(secret)) exposed.add(line.replaceAll(secret, "<the token>"));
+      }
+      await new Promise((wait) => setTimeout(wait, 2));
+    }
+  };
+  const sampling = sample();
+  return {
+    async stop() {
+      stopped = true;
+      await sampling;
+      return { sawRegistration, exposed: [...exposed] };
+    },
+  };
+}
 
 describeWith(
   [...testHostRequirements, requires.env("SLAPOS_WHEELHOUSE", "the wheels of a node's Python environment")],
@@ -86,7 +116,10 @@ describeWith(
       const [first, second] = hosts as [TestHost, TestHost];
       const events: ProgressEvent[] = [];
       const firstToken = await token();
-      const asRoot = await bootstrap(options(first, { token: firstToken }), (event) => events.push(event));
+      const processes = watchCommandLines(firstToken);
+      const asRoot = await bootstrap(options(first, { token: firstToken }), (event) =>
+        events.push(event),
+      ).finally(() => processes.stop());
       const throughSudo = await bootstrap(
         options(second, {
           token: await token(),
@@ -111,8 +144,12 @@ describeWith(
         ["format", "done"],
         ["agent service", "done"],
       ]);
+      // The token travels on standard input: no command line on the host ever held it.
+      const seen = await processes.stop();
+      expect(seen.sawRegistration).toBe(true);
+      expect(seen.exposed).toEqual([]);
       const tokenCommand = asRoot.commands.find((record) => record.command.includes("register"));
-      expect(tokenCommand?.command).toContain("--token '***'");
+      expect(tokenCommand?.command).toContain("register --token-file -");
       expect(JSON.stringify(asRoot.commands)).not.toContain(firstToken);
       for (const [host, result] of [
         [first, asRoot],

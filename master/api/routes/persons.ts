@@ -2,7 +2,7 @@ import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import { Bill, PersonIdentity, PersonRequest, Token, TokenRequest } from "../../../protocol/api.js";
 import { computeBill } from "../../model/billing.js";
 import { createRegistrationToken } from "../../model/computers.js";
-import { createPerson } from "../../model/persons.js";
+import { createPerson, revokePerson } from "../../model/persons.js";
 import type { MasterEnv } from "../context.js";
 import { validationHook } from "../errors.js";
 import { actorOf } from "../identity.js";
@@ -23,6 +23,21 @@ export const personRoutes = new OpenAPIHono<MasterEnv>({ defaultHook: validation
     async (c) => {
       const { db, authority } = c.get("services");
       return c.json(await createPerson(db, authority, actorOf(c), c.req.valid("json")), 200);
+    },
+  )
+  .openapi(
+    createRoute({
+      method: "delete",
+      path: "/persons/{personId}",
+      tags,
+      summary:
+        "Revoke a person (admins only, not oneself): their certificates and unused registration tokens stop working; their computers and instances stay for an admin to act on",
+      request: { params: PersonParams },
+      responses: responses(z.object({ ok: z.literal(true) })),
+    }),
+    async (c) => {
+      await revokePerson(c.get("services").db, actorOf(c), c.req.valid("param").personId);
+      return c.json({ ok: true as const }, 200);
     },
   )
   .openapi(
