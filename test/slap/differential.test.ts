@@ -113,8 +113,27 @@ describeWith(
       expect(proxyView.partitions.slappart1?.state).toBe("started");
       expect(ourView.partitions.slappart1?.state).toBe("destroyed");
       expect(ourView.partitions.slappart0?.parameters.slave_instance_list).toEqual([]);
+      // 4. Room appearing: slapproxy forgets the refused request; ours places the request that
+      //    waited ("third", difference 1) in the partition the destruction freed.
+      const afterProxy = proxy.view_after_destruction?.ok as {
+        partitions: Record<string, { state: string }>;
+      };
+      const afterOurs = ours.view_after_destruction?.ok as {
+        partitions: Record<string, { state: string; parameters: { instance_title: string } }>;
+      };
+      expect(afterProxy.partitions.slappart1?.state).toBe("destroyed");
+      expect(afterOurs.partitions.slappart1).toMatchObject({
+        state: "started",
+        parameters: { instance_title: "third" },
+      });
+      expect(afterOurs.partitions.slappart0).toEqual(afterProxy.partitions.slappart0);
 
-      for (const name of ["no_room", "unknown_computer", "view_destroy_requested"]) {
+      for (const name of [
+        "no_room",
+        "unknown_computer",
+        "view_destroy_requested",
+        "view_after_destruction",
+      ]) {
         delete expected[name];
         delete ours[name];
       }
