@@ -160,8 +160,9 @@ export async function ensureRegistered(
   const token = typeof tokenSource === "function" ? await tokenSource() : tokenSource;
   if (!token) throw new Error(`${remote.name} is not registered yet: give a registration token (--token)`);
   // On standard input, not the command line: there it would show in the host's process list.
-  await remote.runOrThrow(agentCommand(node, `register --token ${shellQuote(token)}`), {
+  await remote.runOrThrow(agentCommand(node, "register --token-file -"), {
     sudo: true,
+    input: `${token}\n`,
     secrets: [token],
   });
   return { changed: true };
