@@ -3,6 +3,7 @@ import { parseArgs } from "node:util";
 import { benchAgent } from "./agent.js";
 import { benchBootstrap } from "./bootstrap.js";
 import { benchFormat } from "./format.js";
+import { benchHostile } from "./hostile.js";
 import { benchMaster } from "./master.js";
 import { benchProvider } from "./provider.js";
 import { benchSlap } from "./slap.js";
@@ -12,8 +13,9 @@ import { benchSlaposFormat } from "./slapos-format.js";
 //  [--pollers N] [--seconds N]`, `npm run bench -- slap [--partitions N] [--concurrency N]
 //  [--seconds N]`, `npm run bench -- format [--partitions N]` and `npm run bench -- agent
 //  [--partitions N] [--requests N]`, `npm run bench -- bootstrap [--partitions N]`, `npm run bench --
-//  provider [--requests N]` (N instances, default 20; the last four as root): print a summary and the JSON figures
-//  for bench/README.md.
+//  provider [--requests N]` (N instances, default 20; the last four as root), `npm run bench -- hostile
+//  [--partitions N] [--concurrency N] [--seconds N]` (readers, default 4): print a summary and the JSON
+//  figures for bench/README.md.
 
 const { positionals, values } = parseArgs({
   allowPositionals: true,
@@ -52,6 +54,29 @@ if (which === "slap") {
       line("slapproxy", result.slapproxy),
       line("master", result.master),
       `ratio: ${result.ratio.toFixed(1)}x`,
+      JSON.stringify(result),
+    ].join("\n"),
+  );
+  process.exit(0);
+}
+if (which === "hostile") {
+  const readers = values.concurrency === "32" ? 4 : Number(values.concurrency);
+  const result = await benchHostile(
+    { partitions: Number(values.partitions), readers, seconds: Number(values.seconds) },
+    log,
+  );
+  const line = (name: string, phase: typeof result.alone) =>
+    `${name}: reader p50 ${phase.latency.p50} ms p99 ${phase.latency.p99} ms (${phase.reads} reads)${
+      phase.hostile
+        ? `; hostile bodies ${phase.hostile.posted}, answered ${JSON.stringify(phase.hostile.statuses)} in p50 ${phase.hostile.latency.p50} ms p99 ${phase.hostile.latency.p99} ms`
+        : ""
+    }`;
+  console.log(
+    [
+      line("alone", result.alone),
+      line("8 callers posting reference bombs and nested JSON", result.bombAndDeepJson),
+      line("8 callers posting the largest body the decoder reads to its end", result.largestDecodable),
+      `master RSS: ${result.masterRss.currentMb} MB now, ${result.masterRss.peakMb} MB peak`,
       JSON.stringify(result),
     ].join("\n"),
   );
@@ -119,7 +144,9 @@ if (which === "format" || which === "agent") {
   process.exit(0);
 }
 if (which !== "master") {
-  console.error(`unknown benchmark '${which}'; available: master, slap, format, agent, bootstrap, provider`);
+  console.error(
+    `unknown benchmark '${which}'; available: master, slap, format, agent, bootstrap, provider, hostile`,
+  );
   process.exit(2);
 }
 const databaseUrl = process.env.BENCH_DATABASE_URL ?? process.env.TEST_DATABASE_URL;

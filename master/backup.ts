@@ -8,6 +8,7 @@ import { type Database, type Rows, rowsOf } from "./db/connect.js";
 const TABLES = [
   "organisations",
   "persons",
+  "organisation_members",
   "computers",
   "partitions",
   "software_installations",

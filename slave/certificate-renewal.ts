@@ -9,7 +9,7 @@ const DAY_MS = 86_400_000;
 /** How often a running agent looks at its certificate's end: the renewal window is days long. */
 export const RENEWAL_CHECK_MS = 3_600_000;
 
-export type RenewalOutcome = "renewed" | "not due" | "no certificate";
+export type RenewalOutcome = "renewed" | "not due" | "off";
 
 /**
  * Renews the computer's certificate when it expires within `certificate_renewal_days`: the
@@ -23,7 +23,7 @@ export async function renewCertificateIfDue(
   logger: Logger,
 ): Promise<RenewalOutcome> {
   const { certFile, keyFile } = config;
-  if (!certFile || !keyFile || config.certificateRenewalDays <= 0) return "no certificate";
+  if (!certFile || !keyFile || config.certificateRenewalDays <= 0) return "off";
   const current = new X509Certificate(await readFile(certFile, "utf8"));
   const expiresAt = new Date(current.validTo);
   if (expiresAt.getTime() - Date.now() > config.certificateRenewalDays * DAY_MS) return "not due";

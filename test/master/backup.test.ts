@@ -6,6 +6,7 @@ import { afterEach, expect, it } from "vitest";
 import { createBackup, restoreBackup } from "../../master/backup.js";
 import { openDatabase } from "../../master/db/connect.js";
 import { requestInstance, setConnectionParameters } from "../../master/model/instances.js";
+import { createOrganisation, setOrganisationMember } from "../../master/model/organisations.js";
 import { supplySoftware } from "../../master/model/software.js";
 import { startMaster } from "../../master/server.js";
 import { MasterClient } from "../../protocol/client.js";
@@ -29,10 +30,14 @@ describeWith(everyRequirement, "master backup and restore", () => {
         cleanups.push(() => from.dispose());
         const market = await createMarketplace(from);
         const computer = await addComputer(from, market, market.bob, 3, {
+          allocationScope: "open",
           region: "eu",
           pricePerPartitionHour: 1.5,
         });
         await supplySoftware(from.db, market.bob, computer.id, RELEASE, "available");
+        // Memberships decide what organisation-scoped computers admit: a restore must keep them.
+        const organisation = await createOrganisation(from.db, market.bob, { title: "bob's" });
+        await setOrganisationMember(from.db, market.bob, organisation.id, market.alice.id, "member");
         const root = await requestInstance(from.db, market.alice, {
           title: "root",
           softwareReleaseUrl: RELEASE,
@@ -52,6 +57,8 @@ describeWith(everyRequirement, "master backup and restore", () => {
         const counts = await restoreBackup(to, JSON.parse(JSON.stringify(backup)));
         expect(counts).toMatchObject({
           persons: 3,
+          organisations: 1,
+          organisation_members: 2,
           computers: 1,
           partitions: 3,
           software_instances: 2,

@@ -212,6 +212,8 @@ for (const kind of testDatabaseKinds) {
       const host = await requestInstance(database.db, market.alice, {
         title: "frontend",
         softwareReleaseUrl: RELEASE,
+        // A frontend serving anyone's sites, on a marketplace computer.
+        sharingScope: "open",
       });
       const shared = await requestInstance(database.db, market.bob, {
         title: "my-site",

@@ -1,6 +1,7 @@
 import { join } from "node:path";
 import { execa } from "execa";
 import fc from "fast-check";
+import { SaxesParser } from "saxes";
 import { describe, expect, it } from "vitest";
 import {
   assertXmlCompatible,
@@ -109,6 +110,144 @@ describe("xml_marshaller codec", () => {
         }
       }),
       { numRuns: 2000 },
+    );
+  });
+});
+
+describe("xml_marshaller decoding bounds its work and output", () => {
+  /** {p: [l0, ... l(depth)]}: l0 holds a 1,000-character string, l(k) two references to l(k-1). */
+  const bomb = (depth: number) => {
+    let lists = `<list id="i4"><string>${"x".repeat(1000)}</string></list>`;
+    for (let level = 1; level <= depth; level++)
+      lists += `<list id="i${level + 4}"><reference id="i${level + 3}"/><reference id="i${level + 3}"/></list>`;
+    return `<marshal><dictionary id="i2"><string>p</string><list id="i3">${lists}</list></dictionary></marshal>`;
+  };
+
+  it("refuses a reference bomb by the size a consumer would walk, not by walking it", () => {
+    expect(() => unmarshal(bomb(16))).toThrow(/expands to more than 4194304 characters/);
+    // Empty lists: values, not text, are what explode.
+    const lists = Array.from(
+      { length: 30 },
+      (_, level) =>
+        `<list id="i${level + 5}"><reference id="i${level + 4}"/><reference id="i${level + 4}"/></list>`,
+    ).join("");
+    expect(() => unmarshal(`<marshal><list id="i3"><list id="i4"/>${lists}</list></marshal>`)).toThrow(
+      /expands to more than 100000 values/,
+    );
+    // Within the bounds, references still resolve to one shared value.
+    const small = unmarshal(bomb(3)) as { p: Marshallable[][] };
+    expect(small.p[3]?.[0]).toBe(small.p[2]);
+  });
+
+  it("refuses a bounded computer description that would expand to a million addresses", () => {
+    const address = '<dictionary id="i6"><string>addr</string><string>10.0.0.1</string></dictionary>';
+    const partition = `<dictionary id="i4"><string>address_list</string><list id="i5">${address}${'<reference id="i6"/>'.repeat(999)}</list></dictionary>`;
+    const xml = `<marshal><dictionary id="i2"><string>partition_list</string><list id="i3">${partition}${'<reference id="i4"/>'.repeat(999)}</list></dictionary></marshal>`;
+    expect(() => unmarshal(xml)).toThrow(/more than 100000 values/);
+  });
+
+  it("refuses cycles: a container referring to itself or to one still open", () => {
+    expect(() => unmarshal('<marshal><list id="i2"><reference id="i2"/></list></marshal>')).toThrow(/cycle/);
+    expect(() =>
+      unmarshal(
+        '<marshal><dictionary id="i2"><string>a</string><list id="i3"><reference id="i2"/></list></dictionary></marshal>',
+      ),
+    ).toThrow(/cycle/);
+    // The same id twice would let a reference reach the open one while looking closed.
+    expect(() =>
+      unmarshal(
+        '<marshal><list id="i2"><list id="i3"/><list id="i3"><reference id="i3"/></list></list></marshal>',
+      ),
+    ).toThrow(/two containers have the id "i3"/);
+  });
+
+  it("refuses nesting deeper than 64, more than 100,000 elements and integers of more than 4300 digits", () => {
+    const nested = (depth: number) =>
+      `<marshal>${'<list id="i">'.repeat(depth).replace(/id="i"/g, () => `id="i${Math.random()}"`)}${"</list>".repeat(depth)}</marshal>`;
+    expect(() => unmarshal(nested(64))).not.toThrow();
+    expect(() => unmarshal(nested(100))).toThrow(/deeper than 64 levels/);
+    expect(() => unmarshal(`<marshal><list id="i2">${"<none/>".repeat(100_000)}</list></marshal>`)).toThrow(
+      /more than 100000 elements/,
+    );
+    expect(unmarshal(`<marshal><long>${"9".repeat(4300)}</long></marshal>`)).toBe(BigInt("9".repeat(4300)));
+    expect(() => unmarshal(`<marshal><long>${"9".repeat(4302)}</long></marshal>`)).toThrow(
+      /more than 4300 digits/,
+    );
+  });
+
+  it("refuses DOCTYPE declarations: no entity of the document's own is ever expanded", () => {
+    const laughs =
+      '<!DOCTYPE marshal [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">]><marshal><string>&b;</string></marshal>';
+    expect(() => unmarshal(laughs)).toThrow(/DOCTYPE/);
+  });
+
+  it("reads what other XML writers may add: declaration, comments, CDATA, quotes, line ends", () => {
+    expect(
+      unmarshal(
+        "\uFEFF<?xml version='1.0' encoding='utf-8'?>\r\n<!-- from lxml -->\n<marshal><list id='i2'>\n  <string>a\r\nb&#13;&#x1F600;&#233;</string>\n  <string><![CDATA[<x>&amp;]]></string><string/></list></marshal>\n",
+      ),
+    ).toEqual(["a\nb\r😀é", "<x>&", ""]);
+  });
+
+  // Where saxes is lenient (lone surrogates, which XML excludes), the codec is stricter.
+  it("accepts and refuses the same documents as a conforming XML parser (saxes)", () => {
+    expect(() => unmarshal("<marshal><string>\uD800</string></marshal>")).toThrow(/U\+D800/);
+    const valid = marshal({
+      key: ["v&<>\"'é😀", 1, new PyFloat(1.5), null, new PyTuple([true])],
+      "\r": [[]],
+    });
+    const edits = fc.constantFrom(
+      "",
+      "<",
+      ">",
+      "&",
+      "&amp;",
+      "&#0;",
+      "&#65;",
+      "&#xD800;",
+      "&bogus;",
+      "]]>",
+      "<!-- c -->",
+      "<![CDATA[x]]>",
+      "<?pi x?>",
+      "\u0001",
+      "\r\n",
+      "'",
+      '"',
+      "/>",
+      "</",
+      " a='1'",
+    );
+    fc.assert(
+      fc.property(
+        fc.array(fc.tuple(fc.nat(valid.length), edits), { minLength: 1, maxLength: 3 }),
+        (changes) => {
+          const xml = changes.reduce(
+            (text, [at, insert]) => text.slice(0, at) + insert + text.slice(at),
+            valid,
+          );
+          let wellFormed = true;
+          const parser = new SaxesParser({ xmlns: false });
+          parser.on("error", () => {
+            wellFormed = false;
+          });
+          try {
+            parser.write(xml).close();
+          } catch {
+            wellFormed = false;
+          }
+          let ours: "decoded" | "malformed" | "refused" = "decoded";
+          try {
+            unmarshal(xml);
+          } catch (error) {
+            expect(error).toBeInstanceOf(MarshalError);
+            ours = /^malformed XML/.test((error as Error).message) ? "malformed" : "refused";
+          }
+          if (!wellFormed) expect(ours, xml).not.toBe("decoded");
+          if (ours === "malformed") expect(wellFormed, xml).toBe(false);
+        },
+      ),
+      { numRuns: 3000 },
     );
   });
 });

@@ -62,6 +62,8 @@ describeWith(
             ipv4LocalNetwork: "10.202.0.0/24",
             region: "test",
             pricePerHour: 0.5,
+            // The second one serves the public marketplace; the first keeps the default (personal).
+            ...(host === hosts[1] ? { allocationScope: "open" as const } : {}),
           }),
       );
       const releases = computers.map(
@@ -196,6 +198,12 @@ describeWith(
       expect(partitions[0]?.ipv4[0]).toMatch(/^10\.202\.0\.\d+$/);
       const computers = await admin.listComputers();
       expect(computers.filter((c) => c.region === "test" && c.pricePerPartitionHour === 0.5)).toHaveLength(2);
+      expect(computers.map((c) => [c.title, c.allocationScope])).toEqual(
+        expect.arrayContaining([
+          [hosts[0]?.name, "personal"],
+          [hosts[1]?.name, "open"],
+        ]),
+      );
       // Progress reached Pulumi's output.
       expect(stack.output.join("")).toContain("python environment done");
     }, 600_000);

@@ -16,6 +16,7 @@ describe("the node configuration", () => {
       softwareRoot: "/opt/slapgrid",
       instanceRoot: "/srv/slapgrid",
       promiseTimeoutSeconds: 20,
+      certificateRenewalDays: 30,
       format: {
         partitionAmount: 3,
         createTap: false,
@@ -31,6 +32,7 @@ describe("the node configuration", () => {
     ["[slapos]\ncomputer_id = C\nmaster_url = not a url\n", "master_url = not a url is not a URL"],
     [`${minimal}cert_file = /a\n`, "cert_file and key_file go together"],
     [`${minimal}[slapformat]\npartition_amount = -1\n`, "partition_amount = -1 is not a number >= 0"],
+    [`${minimal}certificate_renewal_days = soon\n`, "certificate_renewal_days = soon is not a number >= 0"],
     [`${minimal}[slapformat]\ncreate_tap = maybe\n`, "create_tap = maybe is not true or false"],
   ])("refuses %j naming the key", (source, message) => {
     expect(() => parseNodeConfig(source, "slapos.cfg")).toThrow(ConfigError);
