@@ -5,10 +5,10 @@ import { z } from "zod";
 import { PartitionLayout } from "../../protocol/api.js";
 import { MarshalError, type Marshallable, marshal, unmarshal } from "../../protocol/xml-marshaller.js";
 import type { MasterEnv } from "../api/context.js";
-import type { DesiredState } from "../model/desired-state.js";
 import { actorOf, requireActor } from "../api/identity.js";
 import { loggableError } from "../api/log-error.js";
 import { bangComputer, ensureComputer, touchComputer, uploadPartitions } from "../model/computers.js";
+import type { DesiredState } from "../model/desired-state.js";
 import { forbidden, invalid, ModelError, notFound } from "../model/errors.js";
 import { getInstanceCredentials } from "../model/instance-certificates.js";
 import {
@@ -201,13 +201,13 @@ export function createSlapApp() {
       c.get("services").db,
       actorOf(c),
       {
-      title: required(fields, "partition_reference"),
-      softwareReleaseUrl: required(fields, "software_release"),
-      softwareType: fields("software_type") || "default",
-      parameters: stringDict("partition_parameter_xml", fields("partition_parameter_xml")),
-      sla: stringDict("filter_xml", fields("filter_xml")),
-      shared,
-      ...(stateValue ? { state: stateValue } : {}),
+        title: required(fields, "partition_reference"),
+        softwareReleaseUrl: required(fields, "software_release"),
+        softwareType: fields("software_type") || "default",
+        parameters: stringDict("partition_parameter_xml", fields("partition_parameter_xml")),
+        sla: stringDict("filter_xml", fields("filter_xml")),
+        shared,
+        ...(stateValue ? { state: stateValue } : {}),
       },
       { parentId },
     );
