@@ -359,6 +359,9 @@ async function updateRequested(
       `instance '${existing.title}' is ${existing.shared ? "shared" : "not shared"}; destroy it before requesting it ${request.shared ? "shared" : "not shared"}`,
     );
   }
+  if (existing.softwareReleaseUrl !== request.softwareReleaseUrl && existing.partitionId !== null) {
+    await assertReleaseChangeAdmitted(tx, existing);
+  }
   let state = request.state ?? existing.requestedState;
   // A tree follows its root: a child of a stopped or destroyed root cannot be started.
   if (parent) {
@@ -508,6 +511,29 @@ async function assertHostConsents(tx: Executor, hostId: string, requesterId: str
   if (host.computerId && host.computerAdmits === false) {
     throw forbidden(
       `computer ${host.computerId}, where instance ${hostId} runs, takes requests from ${host.allocationScope === "personal" ? "its owner only" : "its owner's organisations only"} (allocation scope ${host.allocationScope})`,
+    );
+  }
+}
+
+/**
+ * Another release on a computer is other code for its owner to consent to: an instance may change
+ * its release only while the computer's scope still admits the instance's owner (what already
+ * runs there keeps running, and its owner may still update its parameters or destroy it).
+ */
+async function assertReleaseChangeAdmitted(tx: Executor, row: InstanceRow): Promise<void> {
+  if (row.partitionId === null) return;
+  const [place] = await tx
+    .select({
+      computerId: computers.id,
+      allocationScope: computers.allocationScope,
+      admits: sql<boolean>`${scopeAdmits(sql`${computers.allocationScope}`, sql`${computers.ownerId}`, row.ownerId)}`,
+    })
+    .from(partitions)
+    .innerJoin(computers, eq(computers.id, partitions.computerId))
+    .where(eq(partitions.id, row.partitionId));
+  if (place && !place.admits) {
+    throw forbidden(
+      `computer ${place.computerId} no longer admits person ${row.ownerId} (allocation scope ${place.allocationScope}): instance '${row.title}' keeps its release there; destroy it and request it elsewhere, or ask the computer's owner to admit you again`,
     );
   }
 }

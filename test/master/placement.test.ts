@@ -117,6 +117,43 @@ for (const kind of testDatabaseKinds) {
         expect((await erin.client.getInstance(stranger.id)).computerId).toBe(node.id);
       });
 
+      it("keeps an instance's release once its computer no longer admits the owner", async () => {
+        const henry = await https.person("henry");
+        const ivy = await https.person("ivy");
+        const node = await https.node(henry.client, ["slappart0"]);
+        await henry.client.updateComputer(node.id, { allocationScope: "open" });
+        const sla = { computer_guid: node.id };
+        const tenant = await ivy.client.requestInstance({
+          title: "tenant",
+          softwareReleaseUrl: RELEASE,
+          sla,
+        });
+        expect(tenant.computerId).toBe(node.id);
+        await henry.client.updateComputer(node.id, { allocationScope: "personal" });
+
+        const swap = await refusal(
+          ivy.client.requestInstance({ title: "tenant", softwareReleaseUrl: FRONTEND, sla }),
+        );
+        expect(swap.status).toBe(403);
+        expect(swap.message).toMatch(/no longer admits/);
+        const computer = await henry.client.getComputer(node.id);
+        expect(computer.software.map((software) => software.url)).not.toContain(FRONTEND);
+        const updated = await ivy.client.requestInstance({
+          title: "tenant",
+          softwareReleaseUrl: RELEASE,
+          sla,
+          parameters: { colour: "blue" },
+        });
+        expect(updated.parameters).toEqual({ colour: "blue" });
+        const destroying = await ivy.client.requestInstance({
+          title: "tenant",
+          softwareReleaseUrl: RELEASE,
+          sla,
+          state: "destroyed",
+        });
+        expect(destroying.status).toBe("destroying");
+      });
+
       it("attaches a shared instance only where the host instance and its computer consent", async () => {
         const frank = await https.person("frank");
         const grace = await https.person("grace");
