@@ -77,7 +77,21 @@ function checkField(name: string, value: string): void {
     );
   }
   // `state` is marshalled for requestComputerPartition, plain text ("available") for supplySupply.
-  if (DECODED_HERE.has(name) && (name !== "state" || value.startsWith("<"))) decodeField(name, value);
+  if (DECODED_HERE.has(name) && (name !== "state" || value.startsWith("<"))) {
+    checkDecoded(name, decodeField(name, value));
+  }
+}
+
+/** Limits on what decoded fields hold: the computer description's reference names a computer. */
+function checkDecoded(name: string, value: Marshallable): void {
+  if (name !== "xml" || typeof value !== "object" || value === null || !("reference" in value)) return;
+  const reference = (value as Dict).reference;
+  if (typeof reference === "string" && reference.length > REFERENCE_LENGTH) {
+    throw invalid(
+      "xml.reference",
+      `the computer reference in the field 'xml' is ${reference.length} characters long; at most ${REFERENCE_LENGTH} are accepted`,
+    );
+  }
 }
 
 /**
@@ -98,7 +112,38 @@ export function fieldsOf(values: Record<string, unknown>): Fields {
 }
 
 export async function form(c: SlapContext): Promise<Fields> {
-  return fieldsOf(await c.req.parseBody());
+  const type = c.req.header("content-type")?.split(";")[0]?.trim().toLowerCase();
+  if (type !== "application/x-www-form-urlencoded") return fieldsOf(await c.req.parseBody());
+  return fieldsOf(urlEncoded(await c.req.arrayBuffer()));
+}
+
+const PLUS = 0x2b;
+const SPACE = 0x20;
+
+/**
+ * A form body's fields, the last of a repeated name winning (as parseBody does), read with the
+ * native decodeURIComponent: URLSearchParams walks the characters in JavaScript (~80 ms for a
+ * 4 MB form of marshalled XML, ~400 ms for 4 MB of '+'). A pair decodeURIComponent refuses
+ * (a malformed percent-encoding) is read leniently by URLSearchParams, as before.
+ */
+function urlEncoded(body: ArrayBuffer): Record<string, string> {
+  // '+' is a space; a '+' of the data itself arrives as %2B. Bytes, not a regular expression:
+  // a global replace of 4 million '+' takes half a second.
+  const bytes = new Uint8Array(body.slice(0));
+  for (let index = bytes.indexOf(PLUS); index >= 0; index = bytes.indexOf(PLUS, index + 1))
+    bytes[index] = SPACE;
+  const fields: Record<string, string> = Object.create(null);
+  for (const pair of new TextDecoder().decode(bytes).split("&")) {
+    if (pair === "") continue;
+    const equals = pair.indexOf("=");
+    try {
+      const name = decodeURIComponent(equals < 0 ? pair : pair.slice(0, equals));
+      fields[name] = equals < 0 ? "" : decodeURIComponent(pair.slice(equals + 1));
+    } catch {
+      for (const [name, value] of new URLSearchParams(pair)) fields[name] = value;
+    }
+  }
+  return fields;
 }
 
 export function query(c: SlapContext): Fields {

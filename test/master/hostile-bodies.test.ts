@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import { Agent, request } from "undici";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import type { MasterClient } from "../../protocol/client.js";
@@ -76,7 +77,7 @@ for (const kind of testDatabaseKinds) {
       const serialised = JSON.stringify({ nested: { list: [1, 2] }, text: "a<b>&c" });
       const answer = await request_({
         partition_reference: "well-formed",
-        partition_parameter_xml: marshal({ name: "blog", port: "8080" }),
+        partition_parameter_xml: marshal({ name: "blog", port: "8080", text: "a+b c&d=é%20" }),
       });
       expect(answer.status).toBe(200);
       const json = await request_({
@@ -88,6 +89,7 @@ for (const kind of testDatabaseKinds) {
       expect(instances.find((each) => each.title === "well-formed")?.parameters).toEqual({
         name: "blog",
         port: "8080",
+        text: "a+b c&d=é%20",
       });
       expect(instances.find((each) => each.title === "serialised")?.parameters).toEqual({ _: serialised });
     });
@@ -143,6 +145,17 @@ for (const kind of testDatabaseKinds) {
       expect(answer.status).toBe(400);
       expect(answer.text).toMatch(/\bxml\b/);
       expect(answer.text).toMatch(/more than [\d,]+ values/);
+    });
+
+    it("refuses a computer description whose reference is 9,000 characters, naming the field", async () => {
+      // Incompressible, as a database index would otherwise shrink it below its row limit.
+      const reference = randomBytes(6750).toString("base64");
+      const answer = await master.slap(admin, "/loadComputerConfigurationFromXML", {
+        xml: marshal({ reference, partition_list: [] }),
+      });
+      expect(answer.status).toBe(400);
+      expect(answer.text).toContain("xml");
+      expect(answer.text).toContain("200");
     });
 
     it("still loads a computer description of 200 partitions", async () => {
