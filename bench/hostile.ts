@@ -23,12 +23,15 @@ interface Phase {
   latency: LatencySummary;
   /** The hostile callers' figures: how many bodies, answered how, how fast. */
   hostile?: { posted: number; statuses: Record<string, number>; latency: LatencySummary };
+  /** The master's resident memory peak so far (VmHWM), read after the phase. */
+  peakRssMb: number;
 }
 
 export interface HostileBenchResult {
   alone: Phase;
   bombAndDeepJson: Phase;
   largestDecodable: Phase;
+  largestJson: Phase;
   masterRss: { currentMb: number; peakMb: number };
 }
 
@@ -73,6 +76,7 @@ export async function benchHostile(
     // measure body handling, not TLS handshakes.
     master = await spawnMaster(["--data", join(directory, "master"), "--port", "0", "--insecure-http"]);
     const base = master.url;
+    const pid = master.child.pid as number;
     const post = async (path: string, body: string, contentType: string) => {
       const response = await request(new URL(path, base), {
         method: "POST",
@@ -152,6 +156,7 @@ export async function benchHostile(
         : [];
       await Promise.all([...readers, ...callers]);
       return {
+        peakRssMb: (await rssOf(pid)).peakMb,
         reads: reads.length,
         latency: summarize(reads),
         ...(attack ? { hostile: { posted: hostile.length, statuses, latency: summarize(hostile) } } : {}),
@@ -191,8 +196,24 @@ export async function benchHostile(
     const largestPhase = await phase(() =>
       post("requestComputerPartition", largestForm, "application/x-www-form-urlencoded"),
     );
-    const masterRss = await rssOf(master.child.pid as number);
-    return { alone, bombAndDeepJson, largestDecodable: largestPhase, masterRss };
+    // The JSON API's equivalent, for comparison: a parameter that is a list, refused by its schema.
+    const largestJson = JSON.stringify({
+      title: "largest",
+      softwareReleaseUrl: RELEASE,
+      parameters: { p: Array.from({ length: Math.floor(largestForm.length / 35) }, () => "y".repeat(32)) },
+    });
+    log(
+      `${options.readers} readers, ${HOSTILE_CALLERS} callers posting ${(largestJson.length / 1024 / 1024).toFixed(1)} MB JSON instance requests (list parameter) to /api/v1/instances, ${options.seconds} s`,
+    );
+    const largestJsonPhase = await phase(() => post("api/v1/instances", largestJson, "application/json"));
+    const masterRss = await rssOf(pid);
+    return {
+      alone,
+      bombAndDeepJson,
+      largestDecodable: largestPhase,
+      largestJson: largestJsonPhase,
+      masterRss,
+    };
   } finally {
     await agent.close();
     if (master) {

@@ -66,7 +66,7 @@ if (which === "hostile") {
     log,
   );
   const line = (name: string, phase: typeof result.alone) =>
-    `${name}: reader p50 ${phase.latency.p50} ms p99 ${phase.latency.p99} ms (${phase.reads} reads)${
+    `${name}: reader p50 ${phase.latency.p50} ms p99 ${phase.latency.p99} ms (${phase.reads} reads), master peak RSS ${phase.peakRssMb} MB${
       phase.hostile
         ? `; hostile bodies ${phase.hostile.posted}, answered ${JSON.stringify(phase.hostile.statuses)} in p50 ${phase.hostile.latency.p50} ms p99 ${phase.hostile.latency.p99} ms`
         : ""
@@ -76,6 +76,7 @@ if (which === "hostile") {
       line("alone", result.alone),
       line("8 callers posting reference bombs and nested JSON", result.bombAndDeepJson),
       line("8 callers posting the largest body the decoder reads to its end", result.largestDecodable),
+      line("8 callers posting as large a JSON body (for comparison)", result.largestJson),
       `master RSS: ${result.masterRss.currentMb} MB now, ${result.masterRss.peakMb} MB peak`,
       JSON.stringify(result),
     ].join("\n"),

@@ -190,6 +190,31 @@ for (const kind of testDatabaseKinds) {
       expect(body.error.message).toMatch(/nest/);
     });
 
+    it("refuses a \\u0000 escape in a JSON body, but not an escaped backslash before u0000", async () => {
+      const anonymous = new Agent({ connect: { ca: admin.connection.ca } });
+      const register = async (body: string) => {
+        const response = await request(new URL("/api/v1/register", master.master.url), {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body,
+          dispatcher: anonymous,
+        });
+        return {
+          status: response.statusCode,
+          body: (await response.body.json()) as { error: { message: string } },
+        };
+      };
+      const nul = await register('{"token": "a\\u0000b"}');
+      expect(nul.status).toBe(400);
+      expect(nul.body.error.message).toContain("NUL");
+      // `\\u0000` is a backslash then the text u0000: the token is merely unknown.
+      const text = await register('{"token": "a\\\\u0000b"}');
+      expect(text.status).toBeGreaterThanOrEqual(400);
+      expect(text.status).toBeLessThan(500);
+      expect(text.body.error.message).not.toContain("NUL");
+      await anonymous.close();
+    });
+
     it("refuses a NUL in a SLAP form field, naming the field", async () => {
       const answer = await request_({ partition_reference: "nul\u0000title" });
       expect(answer.status).toBe(400);
