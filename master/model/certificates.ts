@@ -1,3 +1,4 @@
+import { and, eq, isNull, sql } from "drizzle-orm";
 import type { Executor } from "../db/connect.js";
 import { certificates } from "../db/schema.js";
 import {
@@ -28,4 +29,18 @@ export async function issueRecordedCertificate(
     expiresAt: issued.expiresAt,
   });
   return issued;
+}
+
+/** Revokes every certificate of a subject still in force: it authenticates nowhere from now on. */
+export async function revokeCertificates(
+  executor: Executor,
+  kind: IdentityKind,
+  subjectId: string,
+): Promise<void> {
+  await executor
+    .update(certificates)
+    .set({ revokedAt: sql`now()` })
+    .where(
+      and(eq(certificates.kind, kind), eq(certificates.subjectId, subjectId), isNull(certificates.revokedAt)),
+    );
 }

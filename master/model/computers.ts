@@ -3,7 +3,6 @@ import { and, asc, eq, gt, inArray, isNull, sql } from "drizzle-orm";
 import type { Db, Executor } from "../db/connect.js";
 import {
   type Capabilities,
-  certificates,
   computers,
   type PartitionAddress,
   type PartitionExtras,
@@ -16,7 +15,7 @@ import {
 } from "../db/schema.js";
 import type { Authority } from "../identity/authority.js";
 import type { Actor } from "./actor.js";
-import { issueRecordedCertificate } from "./certificates.js";
+import { issueRecordedCertificate, revokeCertificates } from "./certificates.js";
 import { bumpComputers, bumpInstances } from "./changes.js";
 import { conflict, forbidden, invalid, notFound } from "./errors.js";
 import { newId } from "./ids.js";
@@ -254,16 +253,7 @@ export async function registerComputer(
       );
     }
     if (computerId) {
-      await tx
-        .update(certificates)
-        .set({ revokedAt: sql`now()` })
-        .where(
-          and(
-            eq(certificates.kind, "computer"),
-            eq(certificates.subjectId, computerId),
-            isNull(certificates.revokedAt),
-          ),
-        );
+      await revokeCertificates(tx, "computer", computerId);
       if (options.title)
         await tx.update(computers).set({ title: options.title }).where(eq(computers.id, computerId));
     } else {
@@ -480,16 +470,7 @@ export async function deregisterComputer(db: Db, actor: Actor, id: string): Prom
       );
     }
     const now = new Date();
-    await tx
-      .update(certificates)
-      .set({ revokedAt: now })
-      .where(
-        and(
-          eq(certificates.kind, "computer"),
-          eq(certificates.subjectId, id),
-          isNull(certificates.revokedAt),
-        ),
-      );
+    await revokeCertificates(tx, "computer", id);
     await tx.update(computers).set({ deregisteredAt: now }).where(eq(computers.id, id));
     // Re-registration tokens die with the computer: one handed out earlier must not bring it back.
     await tx

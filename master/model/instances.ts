@@ -1,7 +1,6 @@
 import { and, eq, inArray, isNull, ne, sql } from "drizzle-orm";
 import type { Db, Executor } from "../db/connect.js";
 import {
-  certificates,
   computers,
   contracts,
   type PartitionAddress,
@@ -11,6 +10,7 @@ import {
 } from "../db/schema.js";
 import { type Actor, describeActor } from "./actor.js";
 import { allocatePartition } from "./allocation.js";
+import { revokeCertificates } from "./certificates.js";
 import { bumpComputers, bumpInstances, nextTimestamp } from "./changes.js";
 import { conflict, forbidden, invalid, notFound } from "./errors.js";
 import { newId } from "./ids.js";
@@ -709,16 +709,7 @@ export async function completeDestruction(db: Db, actor: Actor, id: string): Pro
       .update(contracts)
       .set({ endedAt: sql`now()` })
       .where(and(eq(contracts.instanceId, id), isNull(contracts.endedAt)));
-    await tx
-      .update(certificates)
-      .set({ revokedAt: sql`now()` })
-      .where(
-        and(
-          eq(certificates.kind, "instance"),
-          eq(certificates.subjectId, id),
-          isNull(certificates.revokedAt),
-        ),
-      );
+    await revokeCertificates(tx, "instance", id);
     const [destroyed] = await tx
       .update(softwareInstances)
       .set({

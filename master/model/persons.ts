@@ -1,9 +1,9 @@
 import { and, asc, eq, gt, inArray, isNull, sql } from "drizzle-orm";
 import type { Db } from "../db/connect.js";
-import { certificates, persons, registrationTokens } from "../db/schema.js";
+import { persons, registrationTokens } from "../db/schema.js";
 import type { Authority } from "../identity/authority.js";
 import type { Actor } from "./actor.js";
-import { issueRecordedCertificate } from "./certificates.js";
+import { issueRecordedCertificate, revokeCertificates } from "./certificates.js";
 import { conflict, forbidden, invalid, notFound } from "./errors.js";
 import { newId } from "./ids.js";
 
@@ -80,16 +80,7 @@ export async function revokePerson(db: Db, actor: Actor, personId: string): Prom
       throw conflict(`person ${personId} is already revoked (since ${target.revokedAt.toISOString()})`);
     }
     await tx.update(persons).set({ revokedAt: sql`now()` }).where(eq(persons.id, personId));
-    await tx
-      .update(certificates)
-      .set({ revokedAt: sql`now()` })
-      .where(
-        and(
-          eq(certificates.kind, "person"),
-          eq(certificates.subjectId, personId),
-          isNull(certificates.revokedAt),
-        ),
-      );
+    await revokeCertificates(tx, "person", personId);
     await tx
       .update(registrationTokens)
       .set({ expiresAt: sql`now()` })
