@@ -4,10 +4,12 @@ import type { Command } from "commander";
 import { MasterClient } from "../../protocol/client.js";
 import { loadClientConfig } from "../../protocol/client-config.js";
 import type { ProgressEvent, SshTarget } from "../../slave-bootstrap/index.js";
+import { readToken } from "../token.js";
 
 interface BootstrapCommandOptions {
   master?: string;
   token?: string;
+  tokenFile?: string;
   identity?: string;
   hostKey?: string;
   trustOnFirstUse?: boolean;
@@ -54,7 +56,14 @@ export function registerBootstrapCommand(program: Command): void {
     .description("make a host reachable over SSH a registered, formatted node running the agent (or undo it)")
     .argument("<target>", "ssh://USER@HOST[:PORT]: root, or a user with password-less sudo")
     .option("--master <url>", "the master's URL")
-    .option("--token <token>", "a one-time registration token (needed until the host is registered)")
+    .option(
+      "--token-file <file>",
+      "a file holding the one-time registration token, or - for standard input (needed until the host is registered)",
+    )
+    .option(
+      "--token <token>",
+      "the registration token itself (visible to other users of this machine while it runs: prefer --token-file)",
+    )
     .option("--identity <file>", "the SSH private key (default: the agent at $SSH_AUTH_SOCK)")
     .option("--host-key <fingerprint>", "the host's key, SHA256:... as ssh-keygen -lf prints it")
     .option("--trust-on-first-use", "accept the key the host presents (printed) when none is pinned")
@@ -127,7 +136,7 @@ export function registerBootstrapCommand(program: Command): void {
           target,
           masterUrl: options.master,
           masterCa,
-          token: options.token,
+          token: await readToken(options, { required: false }),
           computerId: options.computer,
           restoreFrom: options.restoreFrom,
           partitionCount,

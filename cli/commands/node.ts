@@ -1,4 +1,4 @@
-import { access, chmod, mkdir, readFile, writeFile } from "node:fs/promises";
+import { access, chmod, mkdir, writeFile } from "node:fs/promises";
 import { dirname } from "node:path";
 import type { Command } from "commander";
 import pino, { type Logger } from "pino";
@@ -11,6 +11,7 @@ import { formatNode } from "../../slave/format/index.js";
 import { runLoop } from "../../slave/loop.js";
 import { fullPass, instancePass, SoftwareReporter, softwarePass } from "../../slave/pass.js";
 import { sendUsage, usageMeter } from "../../slave/usage.js";
+import { readToken } from "../token.js";
 
 const DEFAULT_CONFIG = "/etc/opt/slapos/slapos.cfg";
 
@@ -79,39 +80,6 @@ async function register(config: NodeConfig, token: string, title: string | undef
   }
 }
 
-/**
- * The registration token, from `--token-file` (a file, or `-` for standard input) or `--token`.
- * A token on the command line is visible to every user of the host (ps, /proc) while the
- * command runs; scripts pass it on standard input.
- */
-async function readToken(options: { token?: string; tokenFile?: string }): Promise<string> {
-  if (options.token !== undefined && options.tokenFile !== undefined) {
-    throw new Error("give the registration token once: --token or --token-file, not both");
-  }
-  if (options.tokenFile === undefined) {
-    if (options.token === undefined) {
-      throw new Error(
-        "give the registration token: --token-file FILE (or --token-file - to read it from standard input), or --token TOKEN",
-      );
-    }
-    return options.token;
-  }
-  const source = options.tokenFile === "-" ? "standard input" : options.tokenFile;
-  const text =
-    options.tokenFile === "-" ? await readStandardInput() : await readFile(options.tokenFile, "utf8");
-  const token = text.trim();
-  if (!token || /\s/.test(token)) {
-    throw new Error(`${source} must hold the registration token alone, on one line`);
-  }
-  return token;
-}
-
-async function readStandardInput(): Promise<string> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks).toString("utf8");
-}
-
 /** `slap node register|format|software|instance|report|run`: the node agent (SlapGRID). */
 export function registerNodeCommands(program: Command): void {
   const node = program
@@ -140,7 +108,7 @@ export function registerNodeCommands(program: Command): void {
     )
     .option("--title <title>", "the computer's title")
     .action(async (options: NodeOptions & { token?: string; tokenFile?: string; title?: string }) => {
-      const token = await readToken(options);
+      const token = await readToken(options, { required: true });
       const config = await readNodeConfig(options.config, { registering: true });
       await register(config, token, options.title, nodeLogger(options));
     });
