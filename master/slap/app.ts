@@ -3,7 +3,7 @@ import { Hono } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { z } from "zod";
 import { PartitionLayout } from "../../protocol/api.js";
-import { MarshalError, type Marshallable, marshal, unmarshal } from "../../protocol/xml-marshaller.js";
+import { MarshalError, type Marshallable, marshal } from "../../protocol/xml-marshaller.js";
 import type { MasterEnv } from "../api/context.js";
 import { actorOf, requireActor } from "../api/identity.js";
 import { loggableError } from "../api/log-error.js";
@@ -21,7 +21,16 @@ import {
   setConnectionParameters,
 } from "../model/instances.js";
 import { reportSoftwareState, supplySoftware } from "../model/software.js";
-import { asDict, type Fields, form, query, required, stringDict } from "./form.js";
+import {
+  asDict,
+  type Fields,
+  form,
+  marshalledField,
+  query,
+  REFERENCE_LENGTH,
+  required,
+  stringDict,
+} from "./form.js";
 import { computer, computerPartition, softwareInstance } from "./objects.js";
 
 // The classic SLAP API (reference section 3) at the master's root: the same model as the JSON
@@ -133,10 +142,18 @@ export function createSlapApp() {
   });
 
   slap.post("/loadComputerConfigurationFromXML", async (c) => {
-    const description = asDict(unmarshal(required(await form(c), "xml")), "xml");
+    const fields = await form(c);
+    required(fields, "xml");
+    const description = asDict(marshalledField(fields, "xml") ?? null, "xml");
     const computerId = description.reference;
     if (typeof computerId !== "string" || !computerId)
       throw invalid("xml", "the computer dictionary has no reference");
+    if (computerId.length > REFERENCE_LENGTH) {
+      throw invalid(
+        "xml.reference",
+        `the computer reference in the field 'xml' is ${computerId.length} characters long; at most ${REFERENCE_LENGTH} are accepted`,
+      );
+    }
     const actor = actorOf(c);
     const { db } = c.get("services");
     await ensureComputer(db, actor, computerId);
@@ -187,7 +204,7 @@ export function createSlapApp() {
       fields("computer_id") && fields("computer_partition_id")
         ? await requiredInstance(c, fields)
         : undefined;
-    const stateValue = fields("state") ? unmarshal(fields("state") as string) : null;
+    const stateValue = marshalledField(fields, "state") ?? null;
     if (
       stateValue !== null &&
       stateValue !== "started" &&
@@ -196,7 +213,7 @@ export function createSlapApp() {
     ) {
       throw invalid("state", "state must be started, stopped or destroyed");
     }
-    const shared = fields("shared_xml") ? unmarshal(fields("shared_xml") as string) === true : false;
+    const shared = marshalledField(fields, "shared_xml") === true;
     const view = await requestInstance(
       c.get("services").db,
       actorOf(c),

@@ -26,7 +26,7 @@ function maxLengthOf(schema: { maxLength?: number | null; unwrap?: () => unknown
 }
 
 /** References and ids (computers, partitions, instances): those SlapOS makes are under 64. */
-const REFERENCE_LENGTH = 200;
+export const REFERENCE_LENGTH = 200;
 
 /**
  * Each field's largest length, the JSON API's where it has the same field. Fields not listed
@@ -48,12 +48,6 @@ const FIELD_LENGTHS: Record<string, number> = {
   shared_xml: 1024,
 };
 
-/**
- * Marshalled fields the SLAP app decodes itself: decoded here first, so that a refusal names
- * the field (the second decode is bounded as the first).
- */
-const DECODED_HERE = new Set(["xml", "shared_xml", "state"]);
-
 function decodeField(name: string, xmlText: string): Marshallable {
   try {
     return unmarshal(xmlText);
@@ -62,6 +56,12 @@ function decodeField(name: string, xmlText: string): Marshallable {
       throw invalid(name, `the field '${name}' is not acceptable xml_marshaller XML: ${error.message}`);
     throw error;
   }
+}
+
+/** A field holding marshalled XML, decoded once; a refusal names the field. Absent: undefined. */
+export function marshalledField(fields: Fields, name: string): Marshallable | undefined {
+  const value = fields(name);
+  return value === undefined || value === "" ? undefined : decodeField(name, value);
 }
 
 function checkField(name: string, value: string): void {
@@ -76,27 +76,11 @@ function checkField(name: string, value: string): void {
       `the field '${name}' is ${value.length} characters long; at most ${limit} are accepted`,
     );
   }
-  // `state` is marshalled for requestComputerPartition, plain text ("available") for supplySupply.
-  if (DECODED_HERE.has(name) && (name !== "state" || value.startsWith("<"))) {
-    checkDecoded(name, decodeField(name, value));
-  }
-}
-
-/** Limits on what decoded fields hold: the computer description's reference names a computer. */
-function checkDecoded(name: string, value: Marshallable): void {
-  if (name !== "xml" || typeof value !== "object" || value === null || !("reference" in value)) return;
-  const reference = (value as Dict).reference;
-  if (typeof reference === "string" && reference.length > REFERENCE_LENGTH) {
-    throw invalid(
-      "xml.reference",
-      `the computer reference in the field 'xml' is ${reference.length} characters long; at most ${REFERENCE_LENGTH} are accepted`,
-    );
-  }
 }
 
 /**
  * Form or query values, with the Python client's literal "None" read as absent. Each field is
- * checked (NUL, length, marshalled XML) the first time it is read.
+ * checked (NUL, length) the first time it is read.
  */
 export function fieldsOf(values: Record<string, unknown>): Fields {
   const checked = new Set<string>();
