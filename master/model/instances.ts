@@ -15,7 +15,7 @@ import { bumpComputers, bumpInstances, nextTimestamp } from "./changes.js";
 import { conflict, forbidden, invalid, notFound } from "./errors.js";
 import { newId } from "./ids.js";
 import { placeWaiting } from "./placement.js";
-import { scopeAdmits } from "./scope.js";
+import { computerConsent, scopeAdmits, whomScopeAdmits } from "./scope.js";
 import { parseSla } from "./sla.js";
 
 export type RequestedState = "started" | "stopped" | "destroyed";
@@ -491,26 +491,22 @@ async function assertHostConsents(tx: Executor, hostId: string, requesterId: str
   const [host] = await tx
     .select({
       sharingScope: softwareInstances.sharingScope,
-      instanceAdmits: sql<boolean>`${scopeAdmits(sql`${softwareInstances.sharingScope}`, sql`${softwareInstances.ownerId}`, requesterId)}`,
-      computerId: computers.id,
-      allocationScope: computers.allocationScope,
-      computerAdmits: sql<
-        boolean | null
-      >`${scopeAdmits(sql`${computers.allocationScope}`, sql`${computers.ownerId}`, requesterId)}`,
+      admits: sql<boolean>`${scopeAdmits(sql`${softwareInstances.sharingScope}`, sql`${softwareInstances.ownerId}`, requesterId)}`,
+      computerId: partitions.computerId,
     })
     .from(softwareInstances)
     .leftJoin(partitions, eq(partitions.instanceId, softwareInstances.id))
-    .leftJoin(computers, eq(computers.id, partitions.computerId))
     .where(eq(softwareInstances.id, hostId));
   if (!host) throw invalid("sla.instance_guid", `no instance ${hostId} to host this shared instance`);
-  if (!host.instanceAdmits) {
+  if (!host.admits) {
     throw forbidden(
-      `instance ${hostId} serves shared instances of ${host.sharingScope === "personal" ? "its owner only" : "its owner's organisations only"} (sharing scope ${host.sharingScope}): its owner may widen it with sharingScope`,
+      `instance ${hostId} serves shared instances of ${whomScopeAdmits(host.sharingScope)} (sharing scope ${host.sharingScope}): its owner may widen it with sharingScope`,
     );
   }
-  if (host.computerId && host.computerAdmits === false) {
+  const computer = host.computerId ? await computerConsent(tx, host.computerId, requesterId) : undefined;
+  if (computer && !computer.admits) {
     throw forbidden(
-      `computer ${host.computerId}, where instance ${hostId} runs, takes requests from ${host.allocationScope === "personal" ? "its owner only" : "its owner's organisations only"} (allocation scope ${host.allocationScope})`,
+      `computer ${host.computerId}, where instance ${hostId} runs, takes requests from ${whomScopeAdmits(computer.allocationScope)} (allocation scope ${computer.allocationScope})`,
     );
   }
 }
@@ -521,19 +517,11 @@ async function assertHostConsents(tx: Executor, hostId: string, requesterId: str
  * runs there keeps running, and its owner may still update its parameters or destroy it).
  */
 async function assertReleaseChangeAdmitted(tx: Executor, row: InstanceRow): Promise<void> {
-  if (row.partitionId === null) return;
-  const [place] = await tx
-    .select({
-      computerId: computers.id,
-      allocationScope: computers.allocationScope,
-      admits: sql<boolean>`${scopeAdmits(sql`${computers.allocationScope}`, sql`${computers.ownerId}`, row.ownerId)}`,
-    })
-    .from(partitions)
-    .innerJoin(computers, eq(computers.id, partitions.computerId))
-    .where(eq(partitions.id, row.partitionId));
-  if (place && !place.admits) {
+  const computerId = await computerOf(tx, row);
+  const computer = computerId ? await computerConsent(tx, computerId, row.ownerId) : undefined;
+  if (computer && !computer.admits) {
     throw forbidden(
-      `computer ${place.computerId} no longer admits person ${row.ownerId} (allocation scope ${place.allocationScope}): instance '${row.title}' keeps its release there; destroy it and request it elsewhere, or ask the computer's owner to admit you again`,
+      `computer ${computerId} no longer admits person ${row.ownerId} (allocation scope ${computer.allocationScope}): instance '${row.title}' keeps its release there; destroy it and request it elsewhere, or ask the computer's owner to admit you again`,
     );
   }
 }
@@ -745,14 +733,7 @@ async function assertComputerAdmits(
   computerId: string,
   request: { requesterId: string; scope: string; title: string; state?: RequestedState },
 ): Promise<void> {
-  const [computer] = await executor
-    .select({
-      deregisteredAt: computers.deregisteredAt,
-      allocationScope: computers.allocationScope,
-      admits: sql<boolean>`${scopeAdmits(sql`${computers.allocationScope}`, sql`${computers.ownerId}`, request.requesterId)}`,
-    })
-    .from(computers)
-    .where(eq(computers.id, computerId));
+  const computer = await computerConsent(executor, computerId, request.requesterId);
   if (!computer) throw invalid("sla.computer_guid", `no computer ${computerId}`);
   if (request.state === "destroyed") return;
   if (computer.deregisteredAt)
