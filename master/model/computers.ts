@@ -191,6 +191,25 @@ export async function createRegistrationToken(
   return { token, expiresAt: expiresAt.toISOString() };
 }
 
+/** Ends the unused registration tokens of a person or of a computer: they register nothing more. */
+export async function expireTokens(
+  executor: Executor,
+  of: { personId: string } | { computerId: string },
+): Promise<void> {
+  await executor
+    .update(registrationTokens)
+    .set({ expiresAt: sql`now()` })
+    .where(
+      and(
+        "personId" in of
+          ? eq(registrationTokens.personId, of.personId)
+          : eq(registrationTokens.computerId, of.computerId),
+        isNull(registrationTokens.usedAt),
+        gt(registrationTokens.expiresAt, sql`now()`),
+      ),
+    );
+}
+
 /**
  * Exchanges a registration token for a computer identity: a new computer owned by the token's
  * person (or the existing one the token names), with a fresh certificate; older certificates of
@@ -452,8 +471,9 @@ export async function updateComputer(
 
 /**
  * Retires a computer for good: its certificates are revoked, its unused registration tokens
- * expire, it takes no more instances, and its id cannot be registered again. Refused while any of its partitions holds an instance: destroy
- * them first, or rebuild the computer on another host instead.
+ * expire, it takes no more instances, and its id cannot be registered again. Refused while any
+ * of its partitions holds an instance: destroy them first, or rebuild the computer on another
+ * host instead.
  */
 export async function deregisterComputer(db: Db, actor: Actor, id: string): Promise<void> {
   await db.transaction(async (tx) => {
@@ -473,16 +493,7 @@ export async function deregisterComputer(db: Db, actor: Actor, id: string): Prom
     await revokeCertificates(tx, "computer", id);
     await tx.update(computers).set({ deregisteredAt: now }).where(eq(computers.id, id));
     // Re-registration tokens die with the computer: one handed out earlier must not bring it back.
-    await tx
-      .update(registrationTokens)
-      .set({ expiresAt: sql`now()` })
-      .where(
-        and(
-          eq(registrationTokens.computerId, id),
-          isNull(registrationTokens.usedAt),
-          gt(registrationTokens.expiresAt, sql`now()`),
-        ),
-      );
+    await expireTokens(tx, { computerId: id });
     // Wakes the node's long poll, which then learns that the computer is gone.
     await bumpComputers(tx, [id]);
   });

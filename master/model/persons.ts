@@ -1,9 +1,10 @@
-import { and, asc, eq, gt, inArray, isNull, sql } from "drizzle-orm";
+import { and, asc, eq, inArray, isNull, sql } from "drizzle-orm";
 import type { Db } from "../db/connect.js";
-import { persons, registrationTokens } from "../db/schema.js";
+import { persons } from "../db/schema.js";
 import type { Authority } from "../identity/authority.js";
 import type { Actor } from "./actor.js";
 import { issueRecordedCertificate, revokeCertificates } from "./certificates.js";
+import { expireTokens } from "./computers.js";
 import { conflict, forbidden, invalid, notFound } from "./errors.js";
 import { newId } from "./ids.js";
 
@@ -81,15 +82,6 @@ export async function revokePerson(db: Db, actor: Actor, personId: string): Prom
     }
     await tx.update(persons).set({ revokedAt: sql`now()` }).where(eq(persons.id, personId));
     await revokeCertificates(tx, "person", personId);
-    await tx
-      .update(registrationTokens)
-      .set({ expiresAt: sql`now()` })
-      .where(
-        and(
-          eq(registrationTokens.personId, personId),
-          isNull(registrationTokens.usedAt),
-          gt(registrationTokens.expiresAt, sql`now()`),
-        ),
-      );
+    await expireTokens(tx, { personId });
   });
 }
