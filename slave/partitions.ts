@@ -1,6 +1,8 @@
-import { readdir, readFile, stat } from "node:fs/promises";
+import { readdir, stat } from "node:fs/promises";
 import { join } from "node:path";
+import type { Logger } from "pino";
 import type { NodeConfig } from "./config.js";
+import { ConfinedDirectory, RefusedFileError } from "./isolation/confined-directory.js";
 
 export interface PartitionAddress {
   address: string;
@@ -33,13 +35,32 @@ export interface SlaposResource {
 }
 
 export const RESOURCE_FILE = ".slapos-resource";
+/** Far more than any partition's `.slapos-resource`. */
+export const MAX_RESOURCE_BYTES = 64 * 1024;
+/** Who writes `.slapos-resource`: format, as root (or as the agent's own user when it cannot switch). */
+const RESOURCE_OWNER = process.getuid?.() ?? 0;
+
+/**
+ * The text of a partition's `.slapos-resource`, read through its directory held by descriptor:
+ * the partition's user owns the directory and may put a link, a FIFO or a file of its own in
+ * the file's place (to claim other addresses); only a regular file format wrote is read.
+ */
+export function readResource(partitionPath: string): Promise<{ text: string; mode: number } | null> {
+  return ConfinedDirectory.with(partitionPath, (directory) =>
+    directory.readWithMode(RESOURCE_FILE, { maxBytes: MAX_RESOURCE_BYTES, owners: [RESOURCE_OWNER] }),
+  );
+}
 
 export function partitionReference(config: NodeConfig, index: number): string {
   return `${config.format.partitionBaseName}${index}`;
 }
 
-/** The partitions `format` made, read from their `.slapos-resource` files, in index order. */
-export async function readLocalPartitions(config: NodeConfig): Promise<LocalPartition[]> {
+/**
+ * The partitions `format` made, read from their `.slapos-resource` files, in index order. A
+ * partition whose file is not format's (its user replaced it) is left out, logged, until format
+ * writes it again: one tenant cannot stop the node's other partitions.
+ */
+export async function readLocalPartitions(config: NodeConfig, logger?: Logger): Promise<LocalPartition[]> {
   let entries: string[];
   try {
     entries = await readdir(config.instanceRoot);
@@ -53,13 +74,24 @@ export async function readLocalPartitions(config: NodeConfig): Promise<LocalPart
     const index = Number(entry.slice(base.length));
     if (!entry.startsWith(base) || !Number.isInteger(index) || `${base}${index}` !== entry) continue;
     const path = join(config.instanceRoot, entry);
+    let text: string | undefined;
+    try {
+      text = (await readResource(path))?.text;
+    } catch (error) {
+      if (!(error instanceof RefusedFileError)) throw error;
+      logger?.error({ partition: entry, reason: error.message }, "partition skipped: run 'slap node format'");
+      continue;
+    }
+    if (text === undefined) continue;
     let resource: SlaposResource;
     try {
-      resource = JSON.parse(await readFile(join(path, RESOURCE_FILE), "utf8")) as SlaposResource;
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === "ENOENT") continue;
+      resource = JSON.parse(text) as SlaposResource;
+    } catch {
+      throw new Error(`${join(path, RESOURCE_FILE)} is not valid JSON: run 'slap node format'`);
+    }
+    if (resource.reference !== entry) {
       throw new Error(
-        `${join(path, RESOURCE_FILE)} is not valid: ${(error as Error).message}; run 'slap node format'`,
+        `${join(path, RESOURCE_FILE)} describes ${resource.reference}, not ${entry}: run 'slap node format'`,
       );
     }
     const owner = await stat(path);

@@ -1,9 +1,9 @@
-import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { DesiredState } from "../protocol/client.js";
 import type { AgentContext } from "./context.js";
 import { applyPartitionExtras } from "./extras.js";
-import { processPartition, startProcesses, TIMESTAMP_FILE } from "./instance/deploy.js";
+import { processPartition, startProcesses } from "./instance/deploy.js";
+import { LATEST_BANG_FILE, readMark, TIMESTAMP_FILE, writeMark } from "./instance/partition-files.js";
 import type { LocalPartition } from "./partitions.js";
 import { readLocalPartitions } from "./partitions.js";
 import { processSoftware, type SoftwareReport } from "./software.js";
@@ -15,7 +15,6 @@ export interface PassResult {
   failed: boolean;
 }
 
-const LATEST_BANG_FILE = ".slapos_latest_bang_timestamp";
 /** Partitions deployed at once: buildouts mostly wait on processes, but each is one CPU at peak. */
 const PARTITION_CONCURRENCY = 4;
 
@@ -109,7 +108,7 @@ export async function instancePass(
   state: DesiredState,
 ): Promise<Record<string, number>> {
   await context.supervisor.ensureRunning();
-  const local = partitionsByReference(await readLocalPartitions(context.config));
+  const local = partitionsByReference(await readLocalPartitions(context.config, context.logger));
   const extrasProblems = await applyPartitionExtras(context, state.partitions, local);
   const outcomes = await inBatches(state.partitions, PARTITION_CONCURRENCY, async (desired) => {
     const partition = local.get(desired.reference);
@@ -159,7 +158,7 @@ export async function fullPass(
  */
 export async function offlineStart(context: AgentContext, state: DesiredState): Promise<number> {
   await context.supervisor.ensureRunning();
-  const local = partitionsByReference(await readLocalPartitions(context.config));
+  const local = partitionsByReference(await readLocalPartitions(context.config, context.logger));
   // After a reboot the routable addresses are gone: the instances about to start need them.
   await applyPartitionExtras(context, state.partitions, local).catch((error) =>
     context.logger.error({ err: error }, "could not apply the partitions' extras"),
@@ -168,8 +167,7 @@ export async function offlineStart(context: AgentContext, state: DesiredState): 
   for (const desired of state.partitions) {
     const partition = local.get(desired.reference);
     if (!partition || desired.instance?.requestedState !== "started") continue;
-    const deployed = await readFile(join(partition.path, TIMESTAMP_FILE), "utf8").catch(() => null);
-    if (deployed === null) continue;
+    if ((await readMark(partition, TIMESTAMP_FILE)) === null) continue;
     await startProcesses(context, partition);
     started += 1;
   }
@@ -193,16 +191,16 @@ export async function watchdog(context: AgentContext, state: DesiredState): Prom
     const reference = process.group;
     const instance = state.partitions.find((desired) => desired.reference === reference)?.instance;
     if (instance?.requestedState !== "started" || banged.includes(reference)) continue;
-    const path = join(context.config.instanceRoot, reference);
-    const deployed = await readFile(join(path, TIMESTAMP_FILE), "utf8").catch(() => null);
-    const latestBang = await readFile(join(path, LATEST_BANG_FILE), "utf8").catch(() => null);
+    const partition = { path: join(context.config.instanceRoot, reference) };
+    const deployed = await readMark(partition, TIMESTAMP_FILE);
+    const latestBang = await readMark(partition, LATEST_BANG_FILE);
     if (deployed === null || deployed === latestBang) continue;
     context.logger.warn(
       { partition: reference, process: process.name, state: process.state },
       "a watched service stopped: banging its instance",
     );
     await context.client.bang(instance.id);
-    await writeFile(join(path, LATEST_BANG_FILE), deployed);
+    await writeMark(partition, LATEST_BANG_FILE, deployed);
     banged.push(reference);
   }
   return banged;

@@ -9,6 +9,8 @@ interface ProcessStat {
   state: string;
   /** The session id: the pid of the session's leader, alive or not. */
   session: number;
+  /** Clock ticks since boot when it started: with the pid, names one process for the machine's uptime. */
+  startTicks: number;
 }
 
 async function readStat(pid: number): Promise<ProcessStat | null> {
@@ -20,13 +22,19 @@ async function readStat(pid: number): Promise<ProcessStat | null> {
   }
   // The command name, in parentheses, may hold spaces and parentheses: fields follow the last ')'.
   const fields = text.slice(text.lastIndexOf(")") + 2).split(" ");
-  return { state: fields[0] ?? "", session: Number(fields[3]) };
+  return { state: fields[0] ?? "", session: Number(fields[3]), startTicks: Number(fields[19]) };
 }
 
 /** Whether a process exists; a zombie does not count, it has only to be reaped. */
 export async function isAlive(pid: number): Promise<boolean> {
   const stat = await readStat(pid);
   return stat !== null && stat.state !== "Z";
+}
+
+/** When a live process started (clock ticks since boot), or null when there is none. */
+export async function startTicks(pid: number): Promise<number | null> {
+  const stat = await readStat(pid);
+  return stat && stat.state !== "Z" ? stat.startTicks : null;
 }
 
 export async function commandLine(pid: number): Promise<string[]> {

@@ -1,6 +1,8 @@
-import { readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { dirname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { execa } from "execa";
+import { startTicks } from "./proc.js";
 
 /** Who a command runs as: a uid/gid (with that user's supplementary groups), or null for the agent itself. */
 export type RunUser = { uid: number; gid: number } | null;
@@ -14,6 +16,7 @@ export interface RunOptions {
   /**
    * Records the command's process group here while it runs. A group left by an agent that was
    * killed is killed before the command starts again, so two buildouts never share a directory.
+   * It must be in a directory only root writes: the agent kills what it names.
    */
   pidFile?: string;
 }
@@ -45,7 +48,7 @@ export async function runAs(
   if (user !== null && (user.uid === 0 || user.gid === 0)) {
     throw new Error(`refusing to run ${file} as uid ${user.uid} / gid ${user.gid}: never as root`);
   }
-  if (options.pidFile) await killLeftover(options.pidFile, options.cwd);
+  if (options.pidFile) await killLeftover(options.pidFile);
   const [command, commandArgs] = needsSwitch(user)
     ? ["setpriv", [`--reuid=${user.uid}`, `--regid=${user.gid}`, "--init-groups", "--", file, ...args]]
     : [file, args];
@@ -69,7 +72,7 @@ export async function runAs(
     }, options.timeoutMs);
     child.finally(() => clearTimeout(timer)).catch(() => {});
   }
-  if (options.pidFile && child.pid) await writeFile(options.pidFile, `${child.pid}\n`);
+  if (options.pidFile && child.pid) await recordGroup(options.pidFile, child.pid);
   const result = await child;
   if (options.pidFile) await rm(options.pidFile, { force: true });
   return { exitCode: result.exitCode, signal: result.signal, output: String(result.all ?? "") };
@@ -85,16 +88,32 @@ function groupAlive(pgid: number): boolean {
 }
 
 /**
- * Kills the process group a previous agent recorded in `pidFile`, and waits until it is gone.
- * After a reboot the number may belong to someone else: only a leader whose command line names
- * the same directory is ours.
+ * Where the agent records the process group of a long command (`name`: the partition, or the
+ * release's directory name): under instance_root's var/run, which only root writes, never in a
+ * directory the command's user could plant a pid of its choice in.
  */
-export async function killLeftover(pidFile: string, directory: string): Promise<void> {
-  const pgid = Number((await readFile(pidFile, "utf8").catch(() => "")).trim());
-  const command = await readFile(`/proc/${pgid}/cmdline`, "utf8").catch(() => "");
-  if (Number.isInteger(pgid) && pgid > 1 && command.includes(directory) && groupAlive(pgid)) {
-    process.kill(-pgid, "SIGKILL");
-    for (let attempt = 0; attempt < 100 && groupAlive(pgid); attempt += 1) await sleep(50);
+export function groupPidFile(instanceRoot: string, name: string): string {
+  return join(instanceRoot, "var", "run", `slap-${name}.pid`);
+}
+
+/** `<pid> <start ticks>`: the pid alone may name another process after the leader exited. */
+async function recordGroup(pidFile: string, pid: number): Promise<void> {
+  await mkdir(dirname(pidFile), { recursive: true, mode: 0o755 });
+  await writeFile(pidFile, `${pid} ${(await startTicks(pid)) ?? 0}\n`, { mode: 0o600 });
+}
+
+/**
+ * Kills the process group a previous agent recorded in `pidFile`, and waits until it is gone.
+ * Only the very process recorded (same pid, same start time) is ours: after its exit or a reboot
+ * the number may belong to anyone.
+ */
+export async function killLeftover(pidFile: string): Promise<void> {
+  const [pgid, ticks] = (await readFile(pidFile, "utf8").catch(() => "")).trim().split(" ").map(Number);
+  if (pgid !== undefined && Number.isInteger(pgid) && pgid > 1 && ticks !== undefined) {
+    if ((await startTicks(pgid)) === ticks && groupAlive(pgid)) {
+      process.kill(-pgid, "SIGKILL");
+      for (let attempt = 0; attempt < 100 && groupAlive(pgid); attempt += 1) await sleep(50);
+    }
   }
   await rm(pidFile, { force: true });
 }

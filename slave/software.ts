@@ -1,10 +1,11 @@
 import { createHash } from "node:crypto";
-import { access, chown, mkdir, rm, writeFile } from "node:fs/promises";
-import { join } from "node:path";
+import { access } from "node:fs/promises";
+import { basename, join } from "node:path";
 import type { Logger } from "pino";
 import type { DesiredState } from "../protocol/client.js";
 import type { NodeConfig } from "./config.js";
-import { killLeftover, type RunUser, runAs, SYSTEM_PATH, tail } from "./run-as.js";
+import { ConfinedDirectory } from "./isolation/confined-directory.js";
+import { groupPidFile, killLeftover, type RunUser, runAs, SYSTEM_PATH, tail } from "./run-as.js";
 
 export type SoftwareEntry = DesiredState["software"][number];
 
@@ -15,7 +16,6 @@ export type SoftwareReport =
 
 const COMPLETED_FILE = ".completed";
 const BUILD_LOG_FILE = ".slap-build.log";
-const BUILD_PID_FILE = ".slap-build.pid";
 
 function exists(path: string): Promise<boolean> {
   return access(path).then(
@@ -51,12 +51,17 @@ export async function processSoftware(
   logger: Logger,
 ): Promise<"unchanged" | "installed" | "failed" | "removed"> {
   const path = softwarePath(config, entry.url);
+  const name = basename(path);
   const log = logger.child({ software: entry.url, path });
+  // software_root belongs to the software user, whom every release's build code runs as: root
+  // goes through it by descriptor only (isolation/confined-directory.ts).
+  const inSoftwareRoot = <T>(work: (root: ConfinedDirectory) => Promise<T>) =>
+    ConfinedDirectory.with(config.softwareRoot, work);
   if (entry.requestedState === "destroyed") {
     const present = await exists(path);
     if (present) {
       log.info("removing software release");
-      await rm(path, { recursive: true, force: true });
+      await inSoftwareRoot((root) => root.remove(name));
     }
     await report({ url: entry.url, state: "destroyed" });
     return present ? "removed" : "unchanged";
@@ -65,19 +70,24 @@ export async function processSoftware(
 
   log.info("building software release");
   await report({ url: entry.url, state: "building" });
-  const pidFile = join(path, BUILD_PID_FILE);
+  const pidFile = groupPidFile(config.instanceRoot, `build-${name}`);
   if (await exists(pidFile)) {
     // A build cut off half-way (the agent was killed) leaves buildout's state half-written:
     // start over from an empty directory rather than from whatever it left.
     log.warn("the previous build of this release was interrupted: starting over");
-    await killLeftover(pidFile, path);
-    await rm(path, { recursive: true, force: true });
+    await killLeftover(pidFile);
+    await inSoftwareRoot((root) => root.remove(name));
   }
-  await mkdir(path, { recursive: true, mode: 0o755 });
-  if (softwareUser) await chown(path, softwareUser.uid, softwareUser.gid);
+  const owner = softwareUser ?? undefined;
   const buildoutCfg = join(path, "buildout.cfg");
-  await writeFile(buildoutCfg, `[buildout]\nextends = ${entry.url}\n`, { mode: 0o644 });
-  if (softwareUser) await chown(buildoutCfg, softwareUser.uid, softwareUser.gid);
+  await inSoftwareRoot(async (root) => {
+    const release = await root.ensureSubdirectory(name, { mode: 0o755, owner });
+    try {
+      await release.write("buildout.cfg", `[buildout]\nextends = ${entry.url}\n`, { mode: 0o644, owner });
+    } finally {
+      await release.close();
+    }
+  });
 
   const started = Date.now();
   const build = await runAs(
@@ -102,7 +112,8 @@ export async function processSoftware(
     },
   );
   const output = build.output;
-  await writeFile(join(path, BUILD_LOG_FILE), output, { mode: 0o644 }).catch(() => {});
+  // The build ran as the software user, who may have left links where root writes next.
+  await ConfinedDirectory.with(path, (release) => release.write(BUILD_LOG_FILE, output, { mode: 0o644 }));
   if (build.exitCode !== 0) {
     const reason =
       build.exitCode === undefined ? `was killed (${build.signal ?? "timeout"})` : `exited ${build.exitCode}`;
@@ -114,7 +125,9 @@ export async function processSoftware(
   await access(join(path, "instance.cfg")).catch(() => {
     log.warn("the release built no instance.cfg: its instances cannot be deployed");
   });
-  await writeFile(join(path, COMPLETED_FILE), `${new Date().toISOString()}\n`);
+  await ConfinedDirectory.with(path, (release) =>
+    release.write(COMPLETED_FILE, `${new Date().toISOString()}\n`, { mode: 0o644 }),
+  );
   log.info({ seconds: (Date.now() - started) / 1000 }, "software release installed");
   await report({ url: entry.url, state: "available" });
   return "installed";

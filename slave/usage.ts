@@ -12,7 +12,7 @@ export function usageMeter(context: AgentContext): UsageMeter {
 
 /** Measures every partition and sends what was used since the last report; returns the record count. */
 export async function sendUsage(context: AgentContext, meter: UsageMeter): Promise<number> {
-  const partitions = await readLocalPartitions(context.config);
+  const partitions = await readLocalPartitions(context.config, context.logger);
   await meter.ensureAccounting(partitions);
   const records = await meter.collect(partitions);
   if (records.length > 0) await context.client.reportUsage(context.config.computerId, records);

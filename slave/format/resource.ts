@@ -1,8 +1,8 @@
-import { constants } from "node:fs";
-import { type FileHandle, open, readdir, rename, unlink } from "node:fs/promises";
+import { readdir } from "node:fs/promises";
 import { join } from "node:path";
 import type { NodeConfig } from "../config.js";
-import { type PartitionAddress, RESOURCE_FILE, type SlaposResource } from "../partitions.js";
+import { ConfinedDirectory, RefusedFileError } from "../isolation/confined-directory.js";
+import { type PartitionAddress, RESOURCE_FILE, readResource, type SlaposResource } from "../partitions.js";
 import type { PartitionAddresses } from "./addresses.js";
 import type { ChangeLog } from "./changes.js";
 import { canonicalAddress } from "./host-network.js";
@@ -62,14 +62,6 @@ export function serializeResource(resource: SlaposResource): string {
   );
 }
 
-/**
- * Opens a file of a partition directory without following links: the partition user owns the
- * directory and could leave a link to /etc/shadow where format, as root, reads or writes.
- */
-function openNoFollow(path: string): Promise<FileHandle> {
-  return open(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
-}
-
 /** Every partition of instance_root that has a `.slapos-resource`, by index. */
 export async function readRecordedPartitions(config: NodeConfig): Promise<Map<number, RecordedPartition>> {
   let entries: string[];
@@ -102,39 +94,35 @@ async function readRecordedPartition(
     new Error(
       `${file} is not a valid partition resource file (${reason}): restore it, or remove it to let format give ${reference} new addresses`,
     );
-  let handle: FileHandle;
+  let found: { text: string; mode: number } | null;
   try {
-    handle = await openNoFollow(file);
+    found = await readResource(path);
   } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    if (code === "ENOENT" || code === "ENOTDIR") return null;
-    if (code === "ELOOP") throw invalid("it is a symbolic link");
+    // Not format's file: its user put something of its own in its place. Format's plan decides
+    // the partition's addresses again, and writes the file back.
+    if (error instanceof RefusedFileError) return null;
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return null;
     throw error;
   }
+  if (found === null) return null;
+  const { text, mode } = found;
+  let resource: SlaposResource;
   try {
-    const stats = await handle.stat();
-    if (!stats.isFile()) throw invalid("it is not a regular file");
-    const text = await handle.readFile("utf8");
-    let resource: SlaposResource;
+    resource = JSON.parse(text) as SlaposResource;
+  } catch {
+    throw invalid("it is not JSON");
+  }
+  if (!Array.isArray(resource?.address_list)) throw invalid("no address_list");
+  const addresses = resource.address_list.map(({ addr, netmask }) => {
+    if (typeof addr !== "string" || typeof netmask !== "string")
+      throw invalid("an address without addr or netmask");
     try {
-      resource = JSON.parse(text) as SlaposResource;
+      return { address: canonicalAddress(addr), netmask };
     } catch (error) {
       throw invalid((error as Error).message);
     }
-    if (!Array.isArray(resource?.address_list)) throw invalid("no address_list");
-    const addresses = resource.address_list.map(({ addr, netmask }) => {
-      if (typeof addr !== "string" || typeof netmask !== "string")
-        throw invalid("an address without addr or netmask");
-      try {
-        return { address: canonicalAddress(addr), netmask };
-      } catch (error) {
-        throw invalid((error as Error).message);
-      }
-    });
-    return { index, reference, text, mode: stats.mode % 0o10000, addresses };
-  } finally {
-    await handle.close();
-  }
+  });
+  return { index, reference, text, mode, addresses };
 }
 
 /** Writes the partition's `.slapos-resource` unless it already holds exactly `text`, mode 0644. */
@@ -146,26 +134,15 @@ export async function writeResource(
   partition: string,
 ): Promise<void> {
   const file = join(partitionPath, RESOURCE_FILE);
+  if (recorded?.text === text && recorded.mode === RESOURCE_MODE) return;
+  // Written beside it and renamed over it (isolation/confined-directory.ts): a reader never sees
+  // half a file, and a link the partition's user left in the way is replaced, not followed.
+  await ConfinedDirectory.with(partitionPath, (directory) =>
+    directory.write(RESOURCE_FILE, text, { mode: RESOURCE_MODE }),
+  );
   if (recorded?.text === text) {
-    if (recorded.mode === RESOURCE_MODE) return;
-    const handle = await openNoFollow(file);
-    await handle.chmod(RESOURCE_MODE).finally(() => handle.close());
     changes.record(partition, `chmod 0644 ${file} (was 0${recorded.mode.toString(8)})`);
-    return;
+  } else {
+    changes.record(partition, `${recorded ? "rewrote" : "wrote"} ${file}`);
   }
-  // Written beside it and renamed over it, so that a reader never sees half a file; the
-  // exclusive create never follows a link left in the way.
-  const temporary = `${file}.tmp`;
-  await unlink(temporary).catch((error: NodeJS.ErrnoException) => {
-    if (error.code !== "ENOENT") throw error;
-  });
-  const handle = await open(temporary, "wx", RESOURCE_MODE);
-  try {
-    await handle.writeFile(text);
-    await handle.chmod(RESOURCE_MODE);
-  } finally {
-    await handle.close();
-  }
-  await rename(temporary, file);
-  changes.record(partition, `${recorded ? "rewrote" : "wrote"} ${file}`);
 }

@@ -1,16 +1,20 @@
-import { chmod, chown, mkdir, readdir, readFile, rm, symlink, unlink, writeFile } from "node:fs/promises";
+import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import type { Logger } from "pino";
 import { MasterApiError } from "../../protocol/client.js";
 import type { AgentContext } from "../context.js";
+import { ConfinedDirectory, type Ownership } from "../isolation/confined-directory.js";
 import { type LocalPartition, RESOURCE_FILE } from "../partitions.js";
 import { checkPromises } from "../promise.js";
-import { type RunUser, runAs, SYSTEM_PATH, tail } from "../run-as.js";
+import { groupPidFile, type RunUser, runAs, SYSTEM_PATH, tail } from "../run-as.js";
 import { buildoutCommand, isInstalled, softwarePath } from "../software.js";
 import { buildoutTail, INSTANCE_FILE, instanceData, PUBLISH_FILE } from "./buildout-profile.js";
+import { AGENT_UID, inPartition, readMark, TIMESTAMP_FILE, writeMark } from "./partition-files.js";
 import type { DesiredPartition, PartitionInstance } from "./types.js";
 
-export const TIMESTAMP_FILE = ".timestamp";
+/** The largest instance.cfg a release may give, and the largest publish file an instance may write. */
+const MAX_PROFILE_BYTES = 4 * 1024 * 1024;
+const MAX_PUBLISH_BYTES = 1024 * 1024;
 
 /** An instance to deploy, with its partition's extras (they shape its buildout tail). */
 interface DesiredInstance {
@@ -25,16 +29,9 @@ function partitionUser(context: AgentContext, partition: LocalPartition): RunUse
   return context.config.format.alterUser ? { uid: partition.user.uid, gid: partition.user.gid } : null;
 }
 
-async function readText(path: string): Promise<string | null> {
-  return readFile(path, "utf8").catch(() => null);
-}
-
-/** Writes a file owned by the partition's user, only when its content changed. */
-async function writeOwned(path: string, content: string, mode: number, user: RunUser): Promise<void> {
-  if ((await readText(path)) === content) return;
-  await writeFile(path, content, { mode });
-  await chmod(path, mode);
-  if (user) await chown(path, user.uid, user.gid);
+/** Who owns the files the agent writes for the partition: its user, or the agent without user switching. */
+function ownerOf(user: RunUser): Ownership | undefined {
+  return user ?? undefined;
 }
 
 async function writeCredentials(
@@ -49,29 +46,46 @@ async function writeCredentials(
     certFile: join(directory, `${partition.reference}.crt`),
     keyFile: join(directory, `${partition.reference}.key`),
   };
-  const user = partitionUser(context, partition);
-  await writeOwned(files.certFile, credentials.certificate, 0o400, user);
-  await writeOwned(files.keyFile, credentials.privateKey, 0o400, user);
+  const owner = ownerOf(partitionUser(context, partition));
+  await ConfinedDirectory.with(directory, async (repository) => {
+    await repository.writeIfChanged(`${partition.reference}.crt`, credentials.certificate, {
+      mode: 0o400,
+      owner,
+    });
+    await repository.writeIfChanged(`${partition.reference}.key`, credentials.privateKey, {
+      mode: 0o400,
+      owner,
+    });
+  });
   return files;
 }
 
 async function removeCredentials(context: AgentContext, partition: LocalPartition): Promise<void> {
-  for (const extension of ["crt", "key"]) {
-    await rm(join(context.config.certificateRepositoryPath, `${partition.reference}.${extension}`), {
-      force: true,
-    });
-  }
+  await ConfinedDirectory.with(context.config.certificateRepositoryPath, async (repository) => {
+    for (const extension of ["crt", "key"]) await repository.remove(`${partition.reference}.${extension}`);
+  }).catch((error: NodeJS.ErrnoException) => {
+    if (error.code !== "ENOENT") throw error;
+  });
 }
 
-/** What the profile asked to publish, if it wrote the publish file. */
-async function publishedParameters(partition: LocalPartition): Promise<Record<string, string> | null> {
-  const text = await readText(join(partition.path, PUBLISH_FILE));
+/**
+ * What the profile asked to publish, if it wrote the publish file: a regular file of the
+ * partition's user, bounded. Its content is never quoted back: a link or hard link to another
+ * tenant's file must not carry that file to the master in an error either.
+ */
+async function publishedParameters(
+  partition: LocalPartition,
+  user: RunUser,
+): Promise<Record<string, string> | null> {
+  const text = await inPartition(partition, (directory) =>
+    directory.read(PUBLISH_FILE, { maxBytes: MAX_PUBLISH_BYTES, owners: [user?.uid ?? AGENT_UID] }),
+  );
   if (text === null) return null;
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);
-  } catch (error) {
-    throw new Error(`${PUBLISH_FILE} is not JSON: ${(error as Error).message}`);
+  } catch {
+    throw new Error(`${PUBLISH_FILE} is not valid JSON: it must hold a JSON object of strings`);
   }
   if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
     throw new Error(`${PUBLISH_FILE} must hold a JSON object of strings`);
@@ -96,12 +110,13 @@ async function runInstanceBuildout(context: AgentContext, partition: LocalPartit
         PYTHONNOUSERSITE: "true",
       },
       timeoutMs: context.config.partitionTimeoutSeconds * 1000,
-      pidFile: join(partition.path, ".slap-buildout.pid"),
+      pidFile: groupPidFile(context.config.instanceRoot, `buildout-${partition.reference}`),
     },
   );
   const output = result.output;
-  await mkdir(join(partition.path, ".slapgrid", "log"), { recursive: true });
-  await writeFile(join(partition.path, ".slapgrid", "log", "instance.log"), output).catch(() => {});
+  await inPartition(partition, (directory) =>
+    directory.write(".slapgrid/log/instance.log", output, { mode: 0o640, owner: ownerOf(user) }),
+  );
   if (result.exitCode !== 0) {
     const reason =
       result.exitCode === undefined
@@ -124,29 +139,31 @@ async function install(
       `software release ${instance.softwareReleaseUrl} is not installed on this node yet (see its build state)`,
     );
   }
-  const profile = await readText(join(software, "instance.cfg"));
+  // The release's build (any tenant's code, as the software user) made instance.cfg: it must be
+  // a regular file of that user, never a link to what root can read and the partition cannot.
+  const profile = await ConfinedDirectory.with(software, (release) =>
+    release.read("instance.cfg", {
+      maxBytes: MAX_PROFILE_BYTES,
+      owners: [context.softwareUser?.uid ?? AGENT_UID],
+    }),
+  );
   if (profile === null) {
     throw new Error(
       `software release ${instance.softwareReleaseUrl} has no instance.cfg: it cannot deploy instances`,
     );
   }
-  const user = partitionUser(context, partition);
-  const link = join(partition.path, "software_release");
-  await unlink(link).catch(() => {});
-  await symlink(software, link);
+  const owner = ownerOf(partitionUser(context, partition));
   const credentials = await writeCredentials(context, partition, instance);
-  await writeOwned(
-    join(partition.path, INSTANCE_FILE),
-    `${JSON.stringify(instanceData(partition, instance, extras), null, 2)}\n`,
-    0o640,
-    user,
-  );
-  await writeOwned(
-    join(partition.path, "buildout.cfg"),
-    profile + buildoutTail(context.config, partition, instance, credentials, extras),
-    0o640,
-    user,
-  );
+  const buildout = profile + buildoutTail(context.config, partition, instance, credentials, extras);
+  await inPartition(partition, async (directory) => {
+    await directory.link("software_release", software);
+    await directory.writeIfChanged(
+      INSTANCE_FILE,
+      `${JSON.stringify(instanceData(partition, instance, extras), null, 2)}\n`,
+      { mode: 0o640, owner },
+    );
+    await directory.writeIfChanged("buildout.cfg", buildout, { mode: 0o640, owner });
+  });
   await runInstanceBuildout(context, partition);
 }
 
@@ -192,7 +209,7 @@ async function deploy(
   const { client, supervisor } = context;
   const { instance } = desired;
   await install(context, partition, desired);
-  const published = await publishedParameters(partition);
+  const published = await publishedParameters(partition, partitionUser(context, partition));
   if (published) await client.publishConnectionParameters(instance.id, published);
   if (instance.requestedState === "stopped") {
     await supervisor.stopPartition(partition.reference);
@@ -213,10 +230,8 @@ async function deploy(
 }
 
 /** Empties a partition (its `.slapos-resource` stays: format made it) so the next instance starts clean. */
-async function emptyPartition(partition: LocalPartition): Promise<void> {
-  for (const entry of await readdir(partition.path)) {
-    if (entry !== RESOURCE_FILE) await rm(join(partition.path, entry), { recursive: true, force: true });
-  }
+function emptyPartition(partition: LocalPartition): Promise<void> {
+  return inPartition(partition, (directory) => directory.empty([RESOURCE_FILE]));
 }
 
 async function destroy(
@@ -257,24 +272,26 @@ export async function processPartition(
     log.info("instance destroyed, partition freed");
     return outcome;
   }
-  const timestampFile = join(partition.path, TIMESTAMP_FILE);
   const timestamp = String(instance.timestamp);
-  if (!extrasProblem && (await readText(timestampFile)) === timestamp) return "unchanged";
-  await rm(timestampFile, { force: true });
+  if (!extrasProblem && (await readMark(partition, TIMESTAMP_FILE)) === timestamp) return "unchanged";
+  await inPartition(partition, (directory) => directory.remove(TIMESTAMP_FILE));
   const started = Date.now();
   log.info({ state: instance.requestedState }, "deploying instance");
   try {
     if (extrasProblem) throw extrasProblem;
     const outcome = await deploy(context, partition, { instance, extras: desired.extras ?? {} }, log);
-    await writeFile(timestampFile, timestamp);
+    await writeMark(partition, TIMESTAMP_FILE, timestamp);
     log.info({ seconds: (Date.now() - started) / 1000, outcome }, "instance deployed");
     return outcome;
   } catch (error) {
     const message = (error as Error).message;
     log.error({ err: error }, "instance deployment failed");
-    await writeFile(join(partition.path, `.slapgrid-${partition.reference}-error.log`), message).catch(
-      () => {},
-    );
+    await inPartition(partition, (directory) =>
+      directory.write(`.slapgrid-${partition.reference}-error.log`, message, {
+        mode: 0o640,
+        owner: ownerOf(partitionUser(context, partition)),
+      }),
+    ).catch((writeError) => log.warn({ err: writeError }, "could not write the partition's error log"));
     await reportState(context, instance, { state: "error", errorLog: message }, log).catch((reportError) => {
       log.warn({ err: reportError }, "could not report the error to the master");
     });

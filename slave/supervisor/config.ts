@@ -11,6 +11,12 @@ export interface SupervisorPaths {
   socket: string;
   logFile: string;
   pidFile: string;
+  /**
+   * `<directory>/<reference>/<program id>.log`: each program's output, written by supervisord (root)
+   * in a root-owned directory the partition's group may read, never inside the partition, where its
+   * user could swap the log file for a link to any file root would then write.
+   */
+  programLogDirectory: string;
 }
 
 /** A unix socket path is at most 107 bytes on Linux (sun_path). */
@@ -42,6 +48,7 @@ export function supervisorPaths(instanceRoot: string): SupervisorPaths {
     socket,
     logFile: join(instanceRoot, "var", "log", "supervisord.log"),
     pidFile: join(instanceRoot, "var", "run", "supervisord.pid"),
+    programLogDirectory: join(instanceRoot, "var", "log", "partitions"),
   };
 }
 
@@ -76,6 +83,13 @@ export interface PartitionConfig {
   uid: number | null;
   userName: string;
   programs: Program[];
+  /** The partition's own log directory (`<programLogDirectory>/<reference>`). */
+  logDirectory: string;
+}
+
+/** Where supervisord writes a program's output. */
+export function programLogFile(logDirectory: string, programId: string): string {
+  return join(logDirectory, `${programId}.log`);
 }
 
 /**
@@ -83,7 +97,7 @@ export interface PartitionConfig {
  * uid's passwd entry. slapgrid also writes `group=`, which supervisor 4 ignores, so it is left out.
  */
 export function renderPartitionConfig(partition: PartitionConfig): string {
-  const { reference, path, uid, userName, programs } = partition;
+  const { reference, path, uid, userName, programs, logDirectory } = partition;
   const group = `[group:${reference}]\nprograms=${programs.map(({ name }) => `${reference}_${name}`).join(",")}\n`;
   const sections = programs.map(({ name, processName, command }) => {
     const id = `${reference}_${name}`;
@@ -104,7 +118,7 @@ export function renderPartitionConfig(partition: PartitionConfig): string {
       ...(uid === null ? [] : [`user=${uid}`]),
       "serverurl=AUTO",
       "redirect_stderr=true",
-      `stdout_logfile=${path}/.${id}.log`,
+      `stdout_logfile=${programLogFile(logDirectory, id)}`,
       "stdout_logfile_maxbytes=100KB",
       "stdout_logfile_backups=1",
       `environment=USER="${userName}",LOGNAME="${userName}",HOME="${path}"`,

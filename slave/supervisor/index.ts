@@ -1,7 +1,15 @@
+import { chmod, chown, mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { Logger } from "pino";
+import { ConfinedDirectory } from "../isolation/confined-directory.js";
 import { assertRunsAsPartitionUser } from "./accounts.js";
-import { assertConfigSafe, renderPartitionConfig, type SupervisorPaths, supervisorPaths } from "./config.js";
+import {
+  assertConfigSafe,
+  programLogFile,
+  renderPartitionConfig,
+  type SupervisorPaths,
+  supervisorPaths,
+} from "./config.js";
 import { SupervisordDaemon } from "./daemon.js";
 import { removeIfExists, writeIfChanged } from "./files.js";
 import { type Program, scanPrograms, WATCH_MARK } from "./programs.js";
@@ -96,6 +104,12 @@ export class Supervisor {
     return this.queue.run(reference, () => this.remove(reference));
   }
 
+  /** Deletes the partition's program logs: the next tenant of the partition has the same user. */
+  async discardLogs(reference: string): Promise<void> {
+    assertConfigSafe(reference, "the partition reference");
+    await rm(this.logDirectory(reference), { recursive: true, force: true });
+  }
+
   /** Every process supervisord knows, for the watchdog and tests. */
   async processes(): Promise<ProcessInfo[]> {
     return (await this.rpc.getAllProcessInfo()).map((info) => ({
@@ -121,6 +135,28 @@ export class Supervisor {
     return join(this.paths.includeDirectory, `${reference}.conf`);
   }
 
+  private logDirectory(reference: string): string {
+    return join(this.paths.programLogDirectory, reference);
+  }
+
+  /**
+   * The partition's log directory, root's and readable by the partition's group; and in the
+   * partition, where SlapOS keeps them, a link `.<program id>.log` to each log (supervisord never
+   * goes through those links: they are for the partition's user to read its logs).
+   */
+  private async prepareLogs(partition: PartitionProcesses, programs: Program[], asRoot: boolean) {
+    const directory = this.logDirectory(partition.reference);
+    await mkdir(directory, { recursive: true, mode: 0o750 });
+    if (asRoot) await chown(directory, 0, partition.gid);
+    await chmod(directory, 0o750);
+    await ConfinedDirectory.with(partition.path, async (files) => {
+      for (const { name } of programs) {
+        const id = `${partition.reference}_${name}`;
+        await files.link(`.${id}.log`, programLogFile(directory, id));
+      }
+    });
+  }
+
   private async deploy(partition: PartitionProcesses): Promise<void> {
     const { reference, path } = partition;
     const programs = await scanPrograms(path);
@@ -137,9 +173,11 @@ export class Supervisor {
       uid: asRoot ? partition.uid : null,
       userName: partition.userName,
       programs,
+      logDirectory: this.logDirectory(reference),
     });
     const changed = this.loaded.get(reference) !== config;
     if (changed && asRoot) await assertRunsAsPartitionUser(partition);
+    await this.prepareLogs(partition, programs, asRoot);
     await writeIfChanged(this.configFile(reference), config, 0o600);
     if (changed) await this.load(reference, config);
     let results: GroupResult[];
@@ -203,10 +241,10 @@ export class Supervisor {
    * Anything else (NO_FILE, NOT_EXECUTABLE...) means it could not be run at all.
    */
   private checkStarted(partition: PartitionProcesses, programs: Program[], results: GroupResult[]): void {
-    const { reference, path } = partition;
+    const { reference } = partition;
     const logOf = (processName: string) => {
       const program = programs.find((each) => each.processName === processName);
-      return join(path, `.${reference}_${program?.name ?? processName}.log`);
+      return programLogFile(this.logDirectory(reference), `${reference}_${program?.name ?? processName}`);
     };
     const started = results.filter(({ status }) => status === Faults.SUCCESS).map(({ name }) => name);
     if (started.length > 0) this.logger.info({ partition: reference, started }, "processes started");

@@ -5,6 +5,7 @@ import {
   mkdir,
   mkdtemp,
   readFile,
+  readlink,
   rm,
   stat,
   symlink,
@@ -202,6 +203,7 @@ describe("partition programs and their configuration", () => {
       programs: [
         { name: "x", processName: "x", command: "/srv/slapgrid/slappart3/etc/run/x", watched: false },
       ],
+      logDirectory: "/srv/slapgrid/var/log/partitions/slappart3",
     });
     expect(config).not.toContain("user=");
     expect(config).toContain('environment=USER="agent",LOGNAME="agent",HOME="/srv/slapgrid/slappart3"\n');
@@ -406,7 +408,13 @@ describeWith(
         `[program:slappart0_y]\ndirectory=${partition.path}\ncommand=${partition.path}/etc/service/y\nprocess_name=y-on-watch\n`,
       );
       expect(config).toContain(`user=${NOBODY}\n`);
-      expect(config).toContain(`stdout_logfile=${partition.path}/.slappart0_y.log\n`);
+      // Logs are written where the partition's user cannot put a link; the partition links to them.
+      const logDirectory = join(instanceRoot, "var", "log", "partitions", "slappart0");
+      expect(config).toContain(`stdout_logfile=${logDirectory}/slappart0_y.log\n`);
+      expect(await readlink(join(partition.path, ".slappart0_y.log"))).toBe(
+        join(logDirectory, "slappart0_y.log"),
+      );
+      expect((await stat(logDirectory)).mode & 0o777).toBe(0o750);
 
       // The real supervisorctl reads the same configuration.
       const status = await execa(join(venv, "bin", "supervisorctl"), ["-c", paths().config, "status"], {
