@@ -14,11 +14,20 @@ export const PUBLISH_FILE = ".slap-publish.json";
 export const INSTANCE_FILE = ".slap-instance.json";
 
 const OPTION_NAME = /^[A-Za-z0-9_.-]+$/;
+/**
+ * Every sequence a reader may take for the end of a line: Python reads files with universal
+ * newlines (`\r` alone ends a line) and `str.splitlines` also breaks on these separators.
+ */
+const LINE_BREAK = /\r\n|[\n\v\f\r\x1c-\x1e\x85\u2028\u2029]/;
 
-/** A buildout option value: continuation lines indented; `${` would be expanded, so such values are left out. */
-function optionLine(name: string, value: string): string | null {
+/**
+ * A buildout option value: each of its lines after the first indented as a continuation line, so
+ * that no value (a requester's parameter, a title) can start a section or an option of its own;
+ * `${` would be expanded, so such values are left out.
+ */
+export function optionLine(name: string, value: string): string | null {
   if (!OPTION_NAME.test(name) || value.includes("${")) return null;
-  const [first, ...rest] = value.split("\n");
+  const [first, ...rest] = value.split(LINE_BREAK);
   return [`${name} = ${first}`, ...rest.map((line) => `  ${line}`)].join("\n");
 }
 
