@@ -32,6 +32,23 @@ function repositoryRoot(): string {
  */
 const REPOSITORY = repositoryRoot();
 
+/** Commands that mount this machine's cgroup hierarchies (v1 controllers, v2) the same way. */
+async function cgroupMounts(): Promise<string[]> {
+  const mounts = (await readFile("/proc/self/mounts", "utf8")).split("\n").map((line) => line.split(" "));
+  const commands: string[] = [];
+  const root = mounts.find(([, target, type]) => target === "/sys/fs/cgroup" && type !== "cgroup2");
+  if (root) commands.push("mount -t tmpfs -o mode=755 cgroup /sys/fs/cgroup");
+  for (const [, target, type, options] of mounts) {
+    if (!target?.startsWith("/sys/fs/cgroup") || (type !== "cgroup" && type !== "cgroup2")) continue;
+    const controllers = (options ?? "")
+      .split(",")
+      .filter((option) => !["rw", "ro", "relatime", "nosuid", "nodev", "noexec"].includes(option));
+    const flags = type === "cgroup" ? `-o ${controllers.join(",")}` : "";
+    commands.push(`mkdir -p ${target} && mount -t ${type} ${flags} ${type} ${target}`);
+  }
+  return commands;
+}
+
 export interface HostOptions {
   /**
    * Directories of this machine the host sees read-only at the same path, even under its fresh
@@ -197,6 +214,9 @@ export class TestHost {
       ...FRESH_DIRS.slice(-1).map((dir) => `mount --bind ${this.stateDir}/fresh/${dir} /${dir}`),
       // sysfs shows the network devices of the namespace that mounts it: this host's.
       "mount -t sysfs sysfs /sys",
+      // The fresh sysfs hides the cgroup hierarchies: mounted again, as a server boots with them
+      // (the same hierarchies, shared with this machine: each node names its own cgroups).
+      ...(await cgroupMounts()),
       `hostname ${this.name}`,
       // As on an installed server: the host's own name resolves without DNS (sudo looks it up).
       `echo '127.0.1.1 ${this.name}' >> /etc/hosts`,

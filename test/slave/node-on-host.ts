@@ -16,6 +16,8 @@ export interface NodeSettings {
   pythonEnvironment: string;
   fullPassIntervalSeconds?: number;
   reportIntervalSeconds?: number;
+  /** More `[slapos]` lines (`key = value`). */
+  extraConfig?: string[];
 }
 
 /** The slap agent on a test host, driven through the built CLI as an operator would. */
@@ -40,6 +42,7 @@ export class NodeOnHost {
       "promise_timeout = 20",
       `full_pass_interval = ${settings.fullPassIntervalSeconds ?? 300}`,
       `report_interval = ${settings.reportIntervalSeconds ?? 60}`,
+      ...(settings.extraConfig ?? []),
       "",
       "[slapformat]",
       `partition_amount = ${settings.partitionAmount}`,
