@@ -18,7 +18,8 @@ export interface UninstallResult {
  * Addresses and taps recorded in the partitions' `.slapos-resource` files, as `ip` commands that
  * remove them: what format added. Then the partitions' extras the agent applied, which it records
  * in `var/partition-extras.json` (see slave/extras.ts): routable addresses are removed and block
- * devices given back to root:disk 0660.
+ * devices given back to root:disk 0660. Then the agent's nftables tables: accounting, and who
+ * may send from partition addresses (slave/format/address-ownership.ts).
  */
 const REMOVE_NETWORK = `
 interface=$(sed -n 's/^interface_name *= *//p' ${REMOTE.config} 2>/dev/null)
@@ -53,6 +54,7 @@ for extras in json.load(open(sys.argv[1])).values():
 PY
 fi
 nft delete table inet slapos_accounting 2>/dev/null || true
+nft delete table inet slapos_partitions 2>/dev/null || true
 `;
 
 /**
@@ -117,8 +119,9 @@ true
 
 /**
  * Undoes a bootstrap: stops the agent and every instance, removes the addresses, taps and
- * accounting rules format made, the users, and every directory and file of ours (instance data
- * kept when asked). Safe to run again, or on a host that was never finished.
+ * nftables tables (address ownership, accounting) format and the agent made, the users, and every
+ * directory and file of ours (instance data kept when asked). Safe to run again, or on a host that
+ * was never finished.
  */
 export async function uninstall(
   options: UninstallOptions,

@@ -3,6 +3,7 @@ import { join } from "node:path";
 import type { Logger } from "pino";
 import type { NodeConfig } from "../config.js";
 import { type LocalPartition, partitionReference, readLocalPartitions } from "../partitions.js";
+import { ensureAddressOwnership } from "./address-ownership.js";
 import { planAddresses } from "./addresses.js";
 import { ChangeLog } from "./changes.js";
 import { ensureDirectory } from "./directories.js";
@@ -75,14 +76,27 @@ export async function formatNode(config: NodeConfig, logger: Logger): Promise<Fo
     await writeResource(path, serializeResource(resource), recorded.get(index), changes, partition.reference);
   }
   // Addresses come last: the resource files record them first, so that a run interrupted
-  // half-way re-adds the same ones instead of numbering anew.
+  // half-way re-adds the same ones instead of numbering anew. Who may send from them is settled
+  // before they exist, so that no partition address is ever up unguarded.
   if (format.alterNetwork) {
+    await ensureAddressOwnership(
+      partitions.map(({ reference, owner, addresses }) => ({
+        reference,
+        user: owner,
+        addresses: [addresses.ipv4, addresses.ipv6],
+      })),
+      changes,
+    );
     const networkPartitions = partitions.map(({ reference, addresses, tap, owner }) => ({
       reference,
       addresses,
       tap: tap === null ? null : { name: tap, owner },
     }));
     await applyNetwork(format.interfaceName, host, networkPartitions, changes, logger);
+  } else {
+    logger.warn(
+      "alter_network = false: partition address ownership is not enforced, so any partition's processes may send from another partition's addresses; set alter_network = true, as root, to enforce it",
+    );
   }
   const count = changes.made.length;
   logger.info(

@@ -1,4 +1,4 @@
-import { execa } from "execa";
+import { applyNftBatch as applyBatch, deleteNftTable, listNftTable, type NftTable } from "../nft.js";
 import { ACCOUNTING_TABLE, ruleSignature } from "./accounting-rules.js";
 
 /** Our table as `nft -j list table` shows it. */
@@ -12,48 +12,21 @@ export interface AccountingTable {
   foreignObjects: number;
 }
 
-async function nft(args: string[], input?: string) {
-  // Untranslated messages: isMissingTable reads them.
-  const result = await execa("nft", args, { input, reject: false, env: { LC_ALL: "C" } });
-  if (result.failed && result.exitCode === undefined) {
-    throw new Error(
-      `cannot run nft (${result.shortMessage}): install nftables, or set alter_network = false to run without network accounting`,
-    );
-  }
-  return result;
-}
-
-function nftError(args: string[], result: { exitCode?: number; stderr: string }, input?: string): Error {
-  const batch = input === undefined ? "" : `\nbatch:\n${input}`;
-  return new Error(
-    `nft ${args.join(" ")} failed (${result.exitCode}): ${result.stderr.trim()}${batch}\nThe agent must run as root with nftables in the kernel.`,
-  );
-}
-
-function isMissingTable(stderr: string): boolean {
-  return stderr.includes("No such file or directory");
-}
+const ACCOUNTING: NftTable = { name: ACCOUNTING_TABLE, purpose: "network accounting" };
 
 /** Our table, with every counter, chain and rule, in one nft call; null when it does not exist. */
 export async function listAccountingTable(): Promise<AccountingTable | null> {
-  const args = ["-j", "list", "table", "inet", ACCOUNTING_TABLE];
-  const result = await nft(args);
-  if (result.exitCode === 0) return parseTable(result.stdout);
-  if (isMissingTable(result.stderr)) return null;
-  throw nftError(args, result);
+  const json = await listNftTable(ACCOUNTING, { json: true });
+  return json === null ? null : parseTable(json);
 }
 
-/** Applies a batch of nft commands atomically, in one process. */
-export async function applyNftBatch(batch: string): Promise<void> {
-  const args = ["-f", "-"];
-  const result = await nft(args, `${batch}\n`);
-  if (result.exitCode !== 0) throw nftError(args, result, batch);
+/** Applies a batch of nft commands to the accounting table atomically, in one process. */
+export function applyNftBatch(batch: string): Promise<void> {
+  return applyBatch(ACCOUNTING, batch);
 }
 
-export async function deleteAccountingTable(): Promise<void> {
-  const args = ["delete", "table", "inet", ACCOUNTING_TABLE];
-  const result = await nft(args);
-  if (result.exitCode !== 0 && !isMissingTable(result.stderr)) throw nftError(args, result);
+export function deleteAccountingTable(): Promise<void> {
+  return deleteNftTable(ACCOUNTING);
 }
 
 type NftObject = Record<string, Record<string, unknown> | undefined>;

@@ -15,7 +15,7 @@ export async function hostProcesses(host: TestHost, pattern: string): Promise<st
 
 /**
  * What of a node is left on a host: users, addresses (of the partitions' local IPv4 network,
- * given by its first octets, and partition IPv6 ones), taps, processes, files, firewall table.
+ * given by its first octets, and partition IPv6 ones), taps, processes, files, firewall tables.
  * Empty when the host is clean.
  */
 export async function nodeLeftovers(host: TestHost, ipv4Prefix = "10.201."): Promise<string> {
@@ -29,6 +29,7 @@ export async function nodeLeftovers(host: TestHost, ipv4Prefix = "10.201."): Pro
       "for pid in $(pgrep -f '[s]upervisord|[s]lap-node|[h]ttp.server|[s]lap-agent-service'); do [ \"$(readlink /proc/$pid/ns/mnt)\" = \"$(readlink /proc/$$/ns/mnt)\" ] && [ $pid != $$ ] && tr '\\0' ' ' < /proc/$pid/cmdline && echo; done",
       "ls -d /opt/slapos /opt/slapgrid /srv/slapgrid /etc/opt/slapos /run/slap-agent-service.pid 2>/dev/null",
       "nft list table inet slapos_accounting 2>/dev/null | head -1",
+      "nft list table inet slapos_partitions 2>/dev/null | head -1",
       "true",
     ].join("; "),
   );
