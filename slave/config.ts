@@ -1,6 +1,7 @@
 import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { parse } from "ini";
+import type { PartitionLimits } from "./isolation/limits.js";
 
 /**
  * The node's configuration: an INI file with SlapOS's section and key names wherever one
@@ -46,6 +47,17 @@ export interface NodeConfig {
    * given to every instance as `[slap-instance] restore-from`; empty when there is nothing to restore.
    */
   restoreFrom: string;
+  /**
+   * `cgroup_name` (ours): each partition's cgroup is `<controller mount>/<cgroupName>/<reference>`
+   * (default `slapos`); two agents sharing a kernel need different names.
+   */
+  cgroupName: string;
+  /**
+   * What one partition may use, enforced by its cgroup (slave/isolation): `partition_max_processes`
+   * (default 1024), `partition_max_memory` (bytes, with an optional K, M or G suffix; default 0) and
+   * `partition_cpu_weight` (1..10000, default 100: an equal share). 0 reads as null: no limit.
+   */
+  partitionLimits: PartitionLimits;
   format: FormatConfig;
 }
 
@@ -80,6 +92,46 @@ function text(section: Section, key: string): string | undefined {
   if (value === undefined || value === null || value === "") return undefined;
   if (typeof value !== "string") return String(value);
   return value.trim() || undefined;
+}
+
+function cgroupName(slapos: Section, path: string): string {
+  const name = text(slapos, "cgroup_name") ?? "slapos";
+  if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]*$/.test(name)) {
+    throw new ConfigError(
+      `${path}: [slapos] cgroup_name = ${name} is not a directory name: write letters, digits, '_', '.' and '-' only (default slapos)`,
+    );
+  }
+  return name;
+}
+
+const BYTE_UNITS = { "": 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3 } as const;
+
+function partitionLimits(slapos: Section, path: string): PartitionLimits {
+  const maxProcesses = text(slapos, "partition_max_processes") ?? "1024";
+  if (!/^\d+$/.test(maxProcesses)) {
+    throw new ConfigError(
+      `${path}: [slapos] partition_max_processes = ${maxProcesses} is not a whole number: write how many processes a partition may run at once (default 1024), or 0 for no limit`,
+    );
+  }
+  const maxMemory = text(slapos, "partition_max_memory") ?? "0";
+  const memory = /^(\d+)([KMG]?)$/i.exec(maxMemory);
+  if (memory === null) {
+    throw new ConfigError(
+      `${path}: [slapos] partition_max_memory = ${maxMemory} is not a size: write a whole number of bytes with an optional K, M or G suffix (e.g. 512M), or 0 for no limit`,
+    );
+  }
+  const [, amount = "0", unit = ""] = memory;
+  const cpuWeight = text(slapos, "partition_cpu_weight") ?? "100";
+  if (!/^\d+$/.test(cpuWeight) || Number(cpuWeight) < 1 || Number(cpuWeight) > 10_000) {
+    throw new ConfigError(
+      `${path}: [slapos] partition_cpu_weight = ${cpuWeight} is not a whole number from 1 to 10000: write a partition's share of CPU time when the CPUs are busy, 100 being the default share`,
+    );
+  }
+  return {
+    maxProcesses: Number(maxProcesses) || null,
+    maxMemoryBytes: Number(amount) * BYTE_UNITS[unit.toUpperCase() as keyof typeof BYTE_UNITS] || null,
+    cpuWeight: Number(cpuWeight),
+  };
 }
 
 /**
@@ -151,6 +203,8 @@ export function parseNodeConfig(
     reportIntervalSeconds: number(slapos, "slapos", "report_interval", 60, 1),
     desiredStateCache: text(slapos, "desired_state_cache") ?? join(instanceRoot, "var", "desired-state.json"),
     restoreFrom: text(slapos, "restore_from") ?? "",
+    cgroupName: cgroupName(slapos, path),
+    partitionLimits: partitionLimits(slapos, path),
     format: {
       partitionAmount: number(slapformat, "slapformat", "partition_amount", 10),
       interfaceName: text(slapformat, "interface_name") ?? "lo",

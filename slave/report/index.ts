@@ -1,6 +1,7 @@
 import { rm } from "node:fs/promises";
 import type { Logger } from "pino";
 import type { UsageRecord } from "../../protocol/client.js";
+import type { PartitionCgroups } from "../isolation/cgroups.js";
 import type { LocalPartition } from "../partitions.js";
 import { accountingChanges } from "./accounting-rules.js";
 import { applyNftBatch, deleteAccountingTable, listAccountingTable } from "./nftables.js";
@@ -14,6 +15,8 @@ export interface UsageMeterOptions {
   stateFile: string;
   /** false: the node's network is not ours to change; no nftables table, network bytes are 0. */
   alterNetwork: boolean;
+  /** When given, each collection logs every partition's limits and what its cgroup holds now. */
+  cgroups?: PartitionCgroups;
   logger: Logger;
 }
 
@@ -79,8 +82,28 @@ export class UsageMeter {
         next.baselines[reference] = baselineOf(sample, now);
       }
       await writeUsageState(stateFile, next);
+      await this.logConfinement(partitions);
       return records;
     });
+  }
+
+  /**
+   * Logged, not sent: the master's usage records (protocol/api.ts UsageRecord, strict) have no
+   * field for limits or a cgroup's own counts.
+   */
+  private async logConfinement(partitions: LocalPartition[]): Promise<void> {
+    const { cgroups, logger } = this.options;
+    if (cgroups === undefined) return;
+    const usage = await Promise.all(
+      partitions.map(async ({ reference }) => [reference, await cgroups.usage(reference)] as const),
+    );
+    logger.info(
+      {
+        cgroups: cgroups.version === null ? "none" : `v${cgroups.version}`,
+        partitions: Object.fromEntries(usage),
+      },
+      "partition limits, with the memory and processes their cgroups hold now",
+    );
   }
 
   /** Deletes the nftables table (alterNetwork only) and the state: what uninstalling the agent does. */

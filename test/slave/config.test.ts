@@ -17,6 +17,8 @@ describe("the node configuration", () => {
       instanceRoot: "/srv/slapgrid",
       promiseTimeoutSeconds: 20,
       certificateRenewalDays: 30,
+      cgroupName: "slapos",
+      partitionLimits: { maxProcesses: 1024, maxMemoryBytes: null, cpuWeight: 100 },
       format: {
         partitionAmount: 3,
         createTap: false,
@@ -27,6 +29,24 @@ describe("the node configuration", () => {
     });
   });
 
+  it("reads the partition limits, 0 meaning no limit", () => {
+    const config = parseNodeConfig(
+      `${minimal}cgroup_name = slapos-2\npartition_max_processes = 0\npartition_max_memory = 512m\npartition_cpu_weight = 250\n`,
+      "slapos.cfg",
+    );
+    expect(config.cgroupName).toBe("slapos-2");
+    expect(config.partitionLimits).toEqual({
+      maxProcesses: null,
+      maxMemoryBytes: 512 * 1024 * 1024,
+      cpuWeight: 250,
+    });
+    expect(parseNodeConfig(`${minimal}partition_max_memory = 4096\n`, "slapos.cfg").partitionLimits).toEqual({
+      maxProcesses: 1024,
+      maxMemoryBytes: 4096,
+      cpuWeight: 100,
+    });
+  });
+
   it.each([
     ["[slapos]\nmaster_url = http://x/\n", "[slapos] computer_id is required"],
     ["[slapos]\ncomputer_id = C\nmaster_url = not a url\n", "master_url = not a url is not a URL"],
@@ -34,6 +54,13 @@ describe("the node configuration", () => {
     [`${minimal}[slapformat]\npartition_amount = -1\n`, "partition_amount = -1 is not a number >= 0"],
     [`${minimal}certificate_renewal_days = soon\n`, "certificate_renewal_days = soon is not a number >= 0"],
     [`${minimal}[slapformat]\ncreate_tap = maybe\n`, "create_tap = maybe is not true or false"],
+    [`${minimal}cgroup_name = ../x\n`, "cgroup_name = ../x is not a directory name"],
+    [`${minimal}partition_max_processes = -5\n`, "partition_max_processes = -5 is not a whole number"],
+    [`${minimal}partition_max_memory = 1.5G\n`, "partition_max_memory = 1.5G is not a size"],
+    [
+      `${minimal}partition_cpu_weight = 0\n`,
+      "partition_cpu_weight = 0 is not a whole number from 1 to 10000",
+    ],
   ])("refuses %j naming the key", (source, message) => {
     expect(() => parseNodeConfig(source, "slapos.cfg")).toThrow(ConfigError);
     expect(() => parseNodeConfig(source, "slapos.cfg")).toThrow(message);
