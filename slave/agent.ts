@@ -6,6 +6,7 @@ import { keepCertificateRenewed } from "./certificate-renewal.js";
 import type { NodeConfig } from "./config.js";
 import type { AgentContext } from "./context.js";
 import { settleCredentialFiles } from "./credential-files.js";
+import { PartitionCgroups } from "./isolation/cgroups.js";
 import { acquireAgentLock } from "./lock.js";
 import type { RunUser } from "./run-as.js";
 import { Supervisor } from "./supervisor/index.js";
@@ -52,8 +53,24 @@ export interface Agent {
   release: () => Promise<void>;
 }
 
+/**
+ * Without user switching, releases' code runs as the agent: as root, only when the configuration
+ * says so, and never silently.
+ */
+function checkRootInstances(config: NodeConfig, logger: Logger): void {
+  if (config.format.alterUser || process.getuid?.() !== 0) return;
+  if (!config.format.allowRootInstances) {
+    throw new Error(
+      "[slapformat] alter_user = false makes the agent run every release's code (builds, instances, promises) as root: " +
+        "set alter_user = true to run it as partition users, or, in a container whose root is not the host's, allow_root_instances = true",
+    );
+  }
+  logger.warn("alter_user = false and allow_root_instances = true: releases' code runs as root");
+}
+
 /** Takes the node's agent lock and connects everything a pass needs. */
 export async function openAgent(config: NodeConfig, logger: Logger): Promise<Agent> {
+  checkRootInstances(config, logger);
   const release = await acquireAgentLock(join(config.instanceRoot, "var", "run", "slap-agent.pid"));
   try {
     const context: AgentContext = {
@@ -66,6 +83,11 @@ export async function openAgent(config: NodeConfig, logger: Logger): Promise<Age
         logger,
       }),
       softwareUser: await softwareUserOf(config),
+      cgroups: await PartitionCgroups.detect({
+        name: config.cgroupName,
+        limits: config.partitionLimits,
+        logger,
+      }),
     };
     // Under the agent lock: one process at a time replaces the certificate files.
     const renewal = keepCertificateRenewed(config, context.client, logger);

@@ -70,6 +70,12 @@ export interface FormatConfig {
   createTap: boolean;
   /** false: no users are created, everything runs as the agent's own user (containers, tests). */
   alterUser: boolean;
+  /**
+   * `allow_root_instances`: with alter_user = false, an agent running as root would run every
+   * release's code (builds, instances, promises) as root; it refuses unless this says so (a
+   * container whose root is not the host's).
+   */
+  allowRootInstances: boolean;
   /** false: no address, tap or firewall change; addresses must already exist (or be loopback). */
   alterNetwork: boolean;
   partitionBaseName: string;
@@ -211,6 +217,7 @@ export function parseNodeConfig(
       ipv4LocalNetwork: text(slapformat, "ipv4_local_network") ?? "10.0.0.0/16",
       createTap: flag(slapformat, "slapformat", "create_tap", false),
       alterUser: flag(slapformat, "slapformat", "alter_user", true),
+      allowRootInstances: flag(slapformat, "slapformat", "allow_root_instances", false),
       alterNetwork: flag(slapformat, "slapformat", "alter_network", true),
       partitionBaseName: text(slapformat, "partition_base_name") ?? "slappart",
       userBaseName: text(slapformat, "user_base_name") ?? "slapuser",

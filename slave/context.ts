@@ -1,6 +1,7 @@
 import type { Logger } from "pino";
 import type { MasterClient } from "../protocol/client.js";
 import type { NodeConfig } from "./config.js";
+import type { PartitionCgroups } from "./isolation/cgroups.js";
 import type { RunUser } from "./run-as.js";
 import type { Supervisor } from "./supervisor/index.js";
 
@@ -12,4 +13,6 @@ export interface AgentContext {
   logger: Logger;
   /** Who software buildouts run as: `slapsoft`, or the agent itself without user switching. */
   softwareUser: RunUser;
+  /** Each partition's cgroup: its limits, and how every process of it ends. */
+  cgroups: PartitionCgroups;
 }

@@ -32,6 +32,7 @@ export async function checkPromises(
   partition: LocalPartition,
   user: RunUser,
   timeoutSeconds: number,
+  confine?: (argv: string[]) => string[],
 ): Promise<PromiseFailure[]> {
   const names = await promiseFiles(partition);
   const results = await Promise.all(
@@ -41,6 +42,7 @@ export async function checkPromises(
         cwd: partition.path,
         env: { PATH: SYSTEM_PATH, HOME: partition.path, USER: partition.user.name, LANG: "C.UTF-8" },
         timeoutMs: timeoutSeconds * 1000,
+        confine,
       });
       if (result.exitCode === 0) return null;
       const output = tail(result.output, 20);

@@ -19,6 +19,8 @@ export interface RunOptions {
    * It must be in a directory only root writes: the agent kills what it names.
    */
   pidFile?: string;
+  /** Turns the whole command (user switch included) into one that first joins the partition's cgroup. */
+  confine?: (argv: string[]) => string[];
 }
 
 /** How a command ended, with its output (stdout and stderr interleaved). */
@@ -49,9 +51,10 @@ export async function runAs(
     throw new Error(`refusing to run ${file} as uid ${user.uid} / gid ${user.gid}: never as root`);
   }
   if (options.pidFile) await killLeftover(options.pidFile);
-  const [command, commandArgs] = needsSwitch(user)
-    ? ["setpriv", [`--reuid=${user.uid}`, `--regid=${user.gid}`, "--init-groups", "--", file, ...args]]
-    : [file, args];
+  const argv = needsSwitch(user)
+    ? ["setpriv", `--reuid=${user.uid}`, `--regid=${user.gid}`, "--init-groups", "--", file, ...args]
+    : [file, ...args];
+  const [command = file, ...commandArgs] = options.confine ? options.confine(argv) : argv;
   const child = execa(command, commandArgs, {
     cwd: options.cwd,
     env: options.env,

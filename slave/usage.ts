@@ -7,6 +7,7 @@ export function usageMeter(context: AgentContext): UsageMeter {
     stateFile: `${context.config.instanceRoot}/var/usage-state.json`,
     alterNetwork: context.config.format.alterNetwork,
     logger: context.logger,
+    cgroups: context.cgroups,
   });
 }
 

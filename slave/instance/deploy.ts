@@ -95,6 +95,7 @@ async function publishedParameters(
 
 async function runInstanceBuildout(context: AgentContext, partition: LocalPartition): Promise<void> {
   const user = partitionUser(context, partition);
+  const confine = await confinement(context, partition);
   const result = await runAs(
     user,
     buildoutCommand(context.config),
@@ -111,11 +112,18 @@ async function runInstanceBuildout(context: AgentContext, partition: LocalPartit
       },
       timeoutMs: context.config.partitionTimeoutSeconds * 1000,
       pidFile: groupPidFile(context.config.instanceRoot, `buildout-${partition.reference}`),
+      confine,
     },
   );
   const output = result.output;
+  // For the partition's user to read; one who put a link in its way only loses its log.
   await inPartition(partition, (directory) =>
     directory.write(".slapgrid/log/instance.log", output, { mode: 0o640, owner: ownerOf(user) }),
+  ).catch((error) =>
+    context.logger.warn(
+      { partition: partition.reference, reason: error.message },
+      "instance log not written",
+    ),
   );
   if (result.exitCode !== 0) {
     const reason =
@@ -168,14 +176,40 @@ async function install(
 }
 
 /** Makes supervisord run the partition's etc/run and etc/service programs (those not running yet). */
-export function startProcesses(context: AgentContext, partition: LocalPartition): Promise<void> {
-  return context.supervisor.deployPartition({
+export async function startProcesses(context: AgentContext, partition: LocalPartition): Promise<void> {
+  await context.supervisor.deployPartition({
     reference: partition.reference,
     path: partition.path,
     uid: partition.user.uid,
     gid: partition.user.gid,
     userName: partition.user.name,
+    confine: await confinement(context, partition),
   });
+}
+
+function confinedPartition(partition: LocalPartition) {
+  return { reference: partition.reference, uid: partition.user.uid, gid: partition.user.gid };
+}
+
+/**
+ * Makes the partition's cgroup match the node's limits and returns what confines a command to it:
+ * buildouts, promises and services alike, so that whatever the partition runs counts against the
+ * same limits and ends with it. Only root can move processes into cgroups.
+ */
+async function confinement(
+  context: AgentContext,
+  partition: LocalPartition,
+): Promise<((argv: string[]) => string[]) | undefined> {
+  if (AGENT_UID !== 0) return undefined;
+  const confined = confinedPartition(partition);
+  await context.cgroups.prepare(confined);
+  return (argv) => context.cgroups.wrap(confined, argv);
+}
+
+/** Stops the partition's services and kills every process its user still has on this node. */
+async function stopEverything(context: AgentContext, partition: LocalPartition): Promise<void> {
+  await context.supervisor.stopPartition(partition.reference);
+  if (AGENT_UID === 0) await context.cgroups.killAll(confinedPartition(partition));
 }
 
 /**
@@ -206,13 +240,13 @@ async function deploy(
   desired: DesiredInstance,
   log: Logger,
 ): Promise<DeployOutcome> {
-  const { client, supervisor } = context;
+  const { client } = context;
   const { instance } = desired;
   await install(context, partition, desired);
   const published = await publishedParameters(partition, partitionUser(context, partition));
   if (published) await client.publishConnectionParameters(instance.id, published);
   if (instance.requestedState === "stopped") {
-    await supervisor.stopPartition(partition.reference);
+    await stopEverything(context, partition);
     await reportState(context, instance, { state: "stopped" }, log);
     return "stopped";
   }
@@ -221,6 +255,7 @@ async function deploy(
     partition,
     partitionUser(context, partition),
     context.config.promiseTimeoutSeconds,
+    await confinement(context, partition),
   );
   if (failures.length > 0) {
     throw new Error(failures.map((failure) => failure.message).join("\n"));
@@ -239,9 +274,12 @@ async function destroy(
   partition: LocalPartition,
   instance: PartitionInstance,
 ): Promise<DeployOutcome> {
-  await context.supervisor.stopPartition(partition.reference);
+  // Nothing of the instance may outlive it: the next tenant of the partition has the same user.
+  await stopEverything(context, partition);
   await removeCredentials(context, partition);
   await emptyPartition(partition);
+  await context.supervisor.discardLogs(partition.reference);
+  if (AGENT_UID === 0) await context.cgroups.remove(partition.reference);
   await context.client.reportDestroyed(instance.id);
   return "destroyed";
 }

@@ -76,11 +76,20 @@ supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
 `;
 }
 
+/** Turns a command into the one that runs it confined to its partition (its cgroup), as root, before it execs. */
+export type Confine = (argv: string[]) => string[];
+
 export interface PartitionConfig {
   reference: string;
   path: string;
   /** Who the processes run as; null when the agent cannot switch users (it is not root). */
   uid: number | null;
+  gid: number | null;
+  /**
+   * When given (and uid is), each program starts as root inside its partition's cgroup and
+   * switches to uid/gid (setpriv) before it execs: every process it ever forks is born confined.
+   */
+  confine?: Confine;
   userName: string;
   programs: Program[];
   /** The partition's own log directory (`<programLogDirectory>/<reference>`). */
@@ -93,14 +102,41 @@ export function programLogFile(logDirectory: string, programId: string): string 
 }
 
 /**
- * `user=` takes a uid: supervisord then sets the primary gid and the supplementary groups of that
- * uid's passwd entry. slapgrid also writes `group=`, which supervisor 4 ignores, so it is left out.
+ * A command line supervisord splits back into `argv` (shlex, POSIX): every argument single-quoted.
+ * A quote or `%` (supervisord's own expansion) cannot be written so, and is refused.
+ */
+function commandLine(argv: string[]): string {
+  return argv
+    .map((arg) => {
+      if (/['%\n\r\0]/.test(arg)) {
+        throw new Error(`'${arg}' cannot go into a supervisord command line (quote, %, line break or NUL)`);
+      }
+      return /^[\w./@+=:-]+$/.test(arg) ? arg : `'${arg}'`;
+    })
+    .join(" ");
+}
+
+/**
+ * Confined programs start as root, join their cgroup and switch users with setpriv (the
+ * partition's uid, gid and that user's groups). Otherwise `user=` takes a uid: supervisord then
+ * sets the primary gid and the supplementary groups of that uid's passwd entry. slapgrid also
+ * writes `group=`, which supervisor 4 ignores, so it is left out.
  */
 export function renderPartitionConfig(partition: PartitionConfig): string {
-  const { reference, path, uid, userName, programs, logDirectory } = partition;
+  const { reference, path, uid, gid, userName, programs, logDirectory, confine } = partition;
+  const switchUser = (command: string) =>
+    confine && uid !== null && gid !== null
+      ? {
+          command: commandLine(
+            confine(["setpriv", `--reuid=${uid}`, `--regid=${gid}`, "--init-groups", "--", command]),
+          ),
+          user: [],
+        }
+      : { command, user: uid === null ? [] : [`user=${uid}`] };
   const group = `[group:${reference}]\nprograms=${programs.map(({ name }) => `${reference}_${name}`).join(",")}\n`;
-  const sections = programs.map(({ name, processName, command }) => {
+  const sections = programs.map(({ name, processName, command: program }) => {
     const id = `${reference}_${name}`;
+    const { command, user } = switchUser(program);
     const lines = [
       `[program:${id}]`,
       `directory=${path}`,
@@ -115,7 +151,7 @@ export function renderPartitionConfig(partition: PartitionConfig): string {
       "stopwaitsecs=60",
       "stopasgroup=true",
       "killasgroup=true",
-      ...(uid === null ? [] : [`user=${uid}`]),
+      ...user,
       "serverurl=AUTO",
       "redirect_stderr=true",
       `stdout_logfile=${programLogFile(logDirectory, id)}`,

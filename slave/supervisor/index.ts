@@ -5,6 +5,7 @@ import { ConfinedDirectory } from "../isolation/confined-directory.js";
 import { assertRunsAsPartitionUser } from "./accounts.js";
 import {
   assertConfigSafe,
+  type Confine,
   programLogFile,
   renderPartitionConfig,
   type SupervisorPaths,
@@ -31,6 +32,8 @@ export interface PartitionProcesses {
   uid: number;
   gid: number;
   userName: string;
+  /** Confines each program to the partition's cgroup (see renderPartitionConfig). */
+  confine?: Confine;
 }
 
 export interface ProcessInfo {
@@ -171,6 +174,8 @@ export class Supervisor {
       reference,
       path,
       uid: asRoot ? partition.uid : null,
+      gid: asRoot ? partition.gid : null,
+      confine: asRoot ? partition.confine : undefined,
       userName: partition.userName,
       programs,
       logDirectory: this.logDirectory(reference),

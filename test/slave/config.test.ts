@@ -1,4 +1,6 @@
+import pino from "pino";
 import { describe, expect, it } from "vitest";
+import { openAgent } from "../../slave/agent.js";
 import { ConfigError, parseNodeConfig } from "../../slave/config.js";
 
 const minimal = "[slapos]\ncomputer_id = COMP-1\nmaster_url = https://10.0.0.1:8443/\n";
@@ -28,6 +30,22 @@ describe("the node configuration", () => {
       },
     });
   });
+
+  it.skipIf(process.getuid?.() !== 0)(
+    "refuses, as root, to run releases' code without partition users unless allow_root_instances says so",
+    async () => {
+      const config = parseNodeConfig(`${minimal}[slapformat]\nalter_user = false\n`, "slapos.cfg");
+      expect(config.format.allowRootInstances).toBe(false);
+      await expect(openAgent(config, pino({ level: "silent" }))).rejects.toThrow(
+        /alter_user = false makes the agent run every release's code .* as root: .* allow_root_instances = true/,
+      );
+      const allowed = parseNodeConfig(
+        `${minimal}[slapformat]\nalter_user = false\nallow_root_instances = true\n`,
+        "slapos.cfg",
+      );
+      expect(allowed.format.allowRootInstances).toBe(true);
+    },
+  );
 
   it("reads the partition limits, 0 meaning no limit", () => {
     const config = parseNodeConfig(

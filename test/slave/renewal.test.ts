@@ -78,6 +78,8 @@ describeWith(pglite?.requirements ?? [], "the node's computer certificate over t
         extra,
         "[slapformat]",
         "alter_user = false",
+        // The test runs the agent as root without partition users.
+        "allow_root_instances = true",
         "alter_network = false",
         "",
       ].join("\n"),

@@ -199,6 +199,7 @@ describe("partition programs and their configuration", () => {
       reference: "slappart3",
       path: "/srv/slapgrid/slappart3",
       uid: null,
+      gid: null,
       userName: "agent",
       programs: [
         { name: "x", processName: "x", command: "/srv/slapgrid/slappart3/etc/run/x", watched: false },
