@@ -41,14 +41,39 @@ export const MAX_RESOURCE_BYTES = 64 * 1024;
 const RESOURCE_OWNER = process.getuid?.() ?? 0;
 
 /**
- * The text of a partition's `.slapos-resource`, read through its directory held by descriptor:
- * the partition's user owns the directory and may put a link, a FIFO or a file of its own in
- * the file's place (to claim other addresses); only a regular file format wrote is read.
+ * Format's own record of each partition, `<instance_root>/var/format/<reference>.slapos-resource`:
+ * the same text as the partition's `.slapos-resource` (which recipes read), in a directory only
+ * root writes. The partition's user owns its directory and may delete or replace its copy (to
+ * claim another partition's addresses): the agent and format believe the record, never the copy.
  */
-export function readResource(partitionPath: string): Promise<{ text: string; mode: number } | null> {
+export function resourceRecordDirectory(config: NodeConfig): string {
+  return join(config.instanceRoot, "var", "format");
+}
+
+export type ResourceFile = { text: string; mode: number };
+
+/** The partition's own `.slapos-resource`, if format wrote it (a regular file of root's, bounded). */
+export function readResourceCopy(partitionPath: string): Promise<ResourceFile | null> {
   return ConfinedDirectory.with(partitionPath, (directory) =>
     directory.readWithMode(RESOURCE_FILE, { maxBytes: MAX_RESOURCE_BYTES, owners: [RESOURCE_OWNER] }),
   );
+}
+
+/**
+ * Format's record of a partition; on a node formatted before records existed, the partition's
+ * copy, if still format's (the next format writes the record).
+ */
+export async function readResource(config: NodeConfig, reference: string): Promise<ResourceFile | null> {
+  const record = await ConfinedDirectory.with(resourceRecordDirectory(config), (directory) =>
+    directory.readWithMode(`${reference}.slapos-resource`, {
+      maxBytes: MAX_RESOURCE_BYTES,
+      owners: [RESOURCE_OWNER],
+    }),
+  ).catch((error: NodeJS.ErrnoException) => {
+    if (error.code === "ENOENT") return null;
+    throw error;
+  });
+  return record ?? readResourceCopy(join(config.instanceRoot, reference));
 }
 
 export function partitionReference(config: NodeConfig, index: number): string {
@@ -76,7 +101,7 @@ export async function readLocalPartitions(config: NodeConfig, logger?: Logger): 
     const path = join(config.instanceRoot, entry);
     let text: string | undefined;
     try {
-      text = (await readResource(path))?.text;
+      text = (await readResource(config, entry))?.text;
     } catch (error) {
       if (!(error instanceof RefusedFileError)) throw error;
       logger?.error({ partition: entry, reason: error.message }, "partition skipped: run 'slap node format'");

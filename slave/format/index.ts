@@ -73,7 +73,14 @@ export async function formatNode(config: NodeConfig, logger: Logger): Promise<Fo
       ...partition,
       user: { name: owner.name, shell: ownership.shell, additionalGroups: ownership.additionalGroups },
     });
-    await writeResource(path, serializeResource(resource), recorded.get(index), changes, partition.reference);
+    await writeResource(
+      config,
+      path,
+      serializeResource(resource),
+      recorded.get(index),
+      changes,
+      partition.reference,
+    );
   }
   // Addresses come last: the resource files record them first, so that a run interrupted
   // half-way re-adds the same ones instead of numbering anew. Who may send from them is settled

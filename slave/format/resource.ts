@@ -1,8 +1,16 @@
-import { readdir } from "node:fs/promises";
+import { mkdir, readdir } from "node:fs/promises";
 import { join } from "node:path";
 import type { NodeConfig } from "../config.js";
 import { ConfinedDirectory, RefusedFileError } from "../isolation/confined-directory.js";
-import { type PartitionAddress, RESOURCE_FILE, readResource, type SlaposResource } from "../partitions.js";
+import {
+  type PartitionAddress,
+  RESOURCE_FILE,
+  type ResourceFile,
+  readResource,
+  readResourceCopy,
+  resourceRecordDirectory,
+  type SlaposResource,
+} from "../partitions.js";
 import type { PartitionAddresses } from "./addresses.js";
 import type { ChangeLog } from "./changes.js";
 import { canonicalAddress } from "./host-network.js";
@@ -13,9 +21,11 @@ const RESOURCE_MODE = 0o644;
 export interface RecordedPartition {
   index: number;
   reference: string;
-  /** The file's exact text and mode: it is rewritten only when either must change. */
+  /** Format's record (partitions.ts readResource): exact text and mode, rewritten only when either must change. */
   text: string;
   mode: number;
+  /** The partition's own copy, as format wrote it, or null when its user removed or replaced it. */
+  copy: ResourceFile | null;
   /** Canonical addresses, kept on re-runs so that a partition is never renumbered. */
   addresses: PartitionAddress[];
 }
@@ -75,9 +85,7 @@ export async function readRecordedPartitions(config: NodeConfig): Promise<Map<nu
   const recorded = await Promise.all(
     entries
       .filter((entry) => entry.startsWith(base) && `${base}${Number(entry.slice(base.length))}` === entry)
-      .map((entry) =>
-        readRecordedPartition(join(config.instanceRoot, entry), entry, Number(entry.slice(base.length))),
-      ),
+      .map((entry) => readRecordedPartition(config, entry, Number(entry.slice(base.length)))),
   );
   return new Map(
     recorded.filter((partition) => partition !== null).map((partition) => [partition.index, partition]),
@@ -85,25 +93,25 @@ export async function readRecordedPartitions(config: NodeConfig): Promise<Map<nu
 }
 
 async function readRecordedPartition(
-  path: string,
+  config: NodeConfig,
   reference: string,
   index: number,
 ): Promise<RecordedPartition | null> {
-  const file = join(path, RESOURCE_FILE);
+  const path = join(config.instanceRoot, reference);
+  const record = join(resourceRecordDirectory(config), `${reference}.slapos-resource`);
   const invalid = (reason: string) =>
     new Error(
-      `${file} is not a valid partition resource file (${reason}): restore it, or remove it to let format give ${reference} new addresses`,
+      `${record} (or, without it, ${join(path, RESOURCE_FILE)}) is not a valid partition resource file (${reason}): restore it, or remove both to let format give ${reference} new addresses`,
     );
-  let found: { text: string; mode: number } | null;
-  try {
-    found = await readResource(path);
-  } catch (error) {
-    // Not format's file: its user put something of its own in its place. Format's plan decides
-    // the partition's addresses again, and writes the file back.
-    if (error instanceof RefusedFileError) return null;
-    if ((error as NodeJS.ErrnoException).code === "ENOENT") return null;
+  const copy = await readResourceCopy(path).catch((error) => {
+    // Not format's file: its user put something of its own in its place; written back below.
+    if (error instanceof RefusedFileError || (error as NodeJS.ErrnoException).code === "ENOENT") return null;
     throw error;
-  }
+  });
+  const found = await readResource(config, reference).catch((error) => {
+    if (error instanceof RefusedFileError) return null;
+    throw error;
+  });
   if (found === null) return null;
   const { text, mode } = found;
   let resource: SlaposResource;
@@ -122,11 +130,19 @@ async function readRecordedPartition(
       throw invalid((error as Error).message);
     }
   });
-  return { index, reference, text, mode, addresses };
+  return { index, reference, text, mode, copy, addresses };
 }
 
-/** Writes the partition's `.slapos-resource` unless it already holds exactly `text`, mode 0644. */
+const RECORD_DIRECTORY_MODE = 0o755;
+
+/**
+ * Writes the partition's `.slapos-resource` and format's record of it (partitions.ts) unless they
+ * already hold exactly `text`, mode 0644. Each is written beside the old one and renamed over it
+ * (isolation/confined-directory.ts): a reader never sees half a file, and a link the partition's
+ * user left in the way is replaced, not followed.
+ */
 export async function writeResource(
+  config: NodeConfig,
   partitionPath: string,
   text: string,
   recorded: RecordedPartition | undefined,
@@ -134,15 +150,26 @@ export async function writeResource(
   partition: string,
 ): Promise<void> {
   const file = join(partitionPath, RESOURCE_FILE);
-  if (recorded?.text === text && recorded.mode === RESOURCE_MODE) return;
-  // Written beside it and renamed over it (isolation/confined-directory.ts): a reader never sees
-  // half a file, and a link the partition's user left in the way is replaced, not followed.
+  const intact = (found: ResourceFile | null | undefined) =>
+    found?.text === text && found.mode === RESOURCE_MODE;
+  if (!intact(recorded)) {
+    const records = resourceRecordDirectory(config);
+    await mkdir(records, { recursive: true, mode: RECORD_DIRECTORY_MODE });
+    await ConfinedDirectory.with(records, (directory) =>
+      directory.write(`${partition}.slapos-resource`, text, { mode: RESOURCE_MODE }),
+    );
+  }
+  if (intact(recorded) && intact(recorded?.copy)) return;
   await ConfinedDirectory.with(partitionPath, (directory) =>
     directory.write(RESOURCE_FILE, text, { mode: RESOURCE_MODE }),
   );
-  if (recorded?.text === text) {
-    changes.record(partition, `chmod 0644 ${file} (was 0${recorded.mode.toString(8)})`);
-  } else {
-    changes.record(partition, `${recorded ? "rewrote" : "wrote"} ${file}`);
-  }
+  if (!recorded) changes.record(partition, `wrote ${file}`);
+  else if (recorded.text !== text) changes.record(partition, `rewrote ${file}`);
+  else if (recorded.copy?.text !== text)
+    changes.record(partition, `restored ${file}: its user had changed it`);
+  else
+    changes.record(
+      partition,
+      `chmod 0644 ${file} (was 0${(recorded.copy?.mode ?? recorded.mode).toString(8)})`,
+    );
 }

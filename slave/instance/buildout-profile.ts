@@ -18,7 +18,7 @@ const OPTION_NAME = /^[A-Za-z0-9_.-]+$/;
  * Every sequence a reader may take for the end of a line: Python reads files with universal
  * newlines (`\r` alone ends a line) and `str.splitlines` also breaks on these separators.
  */
-const LINE_BREAK = new RegExp("\r\n|[\n\v\f\r\x1c-\x1e\x85\u2028\u2029]");
+const LINE_BREAK = /\r\n|[\n\v\f\r\x1c-\x1e\x85\u2028\u2029]/;
 
 /**
  * A buildout option value: each of its lines after the first indented as a continuation line, so
