@@ -1,6 +1,5 @@
-import { constants } from "node:fs";
-import { access, readdir } from "node:fs/promises";
 import { join } from "node:path";
+import { ConfinedDirectory } from "./isolation/confined-directory.js";
 import type { LocalPartition } from "./partitions.js";
 import { type RunUser, runAs, SYSTEM_PATH, tail } from "./run-as.js";
 
@@ -10,18 +9,8 @@ export interface PromiseFailure {
 }
 
 /** Legacy SlapOS promises: the executables of `<partition>/etc/promise`, in name order. */
-async function promiseFiles(partition: LocalPartition): Promise<string[]> {
-  const directory = join(partition.path, "etc", "promise");
-  const names = await readdir(directory).catch(() => [] as string[]);
-  const executables: string[] = [];
-  for (const name of names.sort()) {
-    const executable = await access(join(directory, name), constants.X_OK).then(
-      () => true,
-      () => false,
-    );
-    if (executable) executables.push(name);
-  }
-  return executables;
+function promiseFiles(partition: LocalPartition): Promise<string[]> {
+  return ConfinedDirectory.with(partition.path, (directory) => directory.executables("etc/promise"));
 }
 
 /**

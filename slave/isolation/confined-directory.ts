@@ -1,6 +1,16 @@
 import { randomBytes } from "node:crypto";
 import { constants } from "node:fs";
-import { type FileHandle, mkdir, open, readdir, rename, rmdir, symlink, unlink } from "node:fs/promises";
+import {
+  type FileHandle,
+  mkdir,
+  open,
+  readdir,
+  rename,
+  rmdir,
+  stat,
+  symlink,
+  unlink,
+} from "node:fs/promises";
 
 // The one way root touches a directory another user owns (a partition, a software release being
 // built). That user can replace any name in it by a symbolic link, a FIFO or a hard link at any
@@ -127,8 +137,9 @@ export class ConfinedDirectory {
           if (!isCode(error, "EEXIST")) throw error;
         },
       );
-      const next = await current.subdirectory(name);
-      if (current !== this) await current.close();
+      const next = await current.subdirectory(name).finally(async () => {
+        if (current !== this) await current.close();
+      });
       if (!next) throw new Error(`${this.describe(relative)} vanished while it was being created`);
       current = next;
     }
@@ -269,6 +280,29 @@ export class ConfinedDirectory {
     }
   }
 
+  /**
+   * The names of the executable files in the directory at `relative`, sorted; none when it is
+   * absent or not a real directory (a link to a directory root may list is not listed). An entry
+   * may be a link, as buildout makes them: only whether its target is an executable file is read.
+   */
+  async executables(relative: string): Promise<string[]> {
+    const directory = await this.subdirectory(relative).catch((error) => {
+      if (error instanceof RefusedFileError) return null;
+      throw error;
+    });
+    if (!directory) return [];
+    try {
+      const found: string[] = [];
+      for (const name of (await readdir(directory.at(""))).sort()) {
+        const info = await stat(directory.at(name)).catch(() => null);
+        if (info?.isFile() && (info.mode & 0o111) !== 0) found.push(name);
+      }
+      return found;
+    } finally {
+      if (directory !== this) await directory.close();
+    }
+  }
+
   /** Removes the file, link or whole directory at `relative`, following no link; nothing when absent. */
   async remove(relative: string): Promise<void> {
     const { parent, name } = await this.parentOf(relative);
@@ -296,22 +330,37 @@ export class ConfinedDirectory {
       if (!isCode(error, "EISDIR", "EPERM")) throw error;
     }
     // A directory: emptied through its own descriptor, so a link swapped in meanwhile is never
-    // descended into.
-    const child = await this.subdirectory(name).catch((error) => {
-      if (error instanceof RefusedFileError) return null;
-      throw error;
-    });
-    if (child) {
-      try {
-        await child.empty();
-      } finally {
-        await child.close();
+    // descended into; emptied again if something was added meanwhile.
+    for (let attempt = 1; ; attempt += 1) {
+      const child = await this.subdirectory(name).catch((error) => {
+        if (error instanceof RefusedFileError) return null;
+        throw error;
+      });
+      if (child) {
+        try {
+          await child.empty();
+        } finally {
+          await child.close();
+        }
       }
+      const removed = await rmdir(this.at(name))
+        .then(
+          () => true,
+          (error) => {
+            if (isCode(error, "ENOTEMPTY") && attempt < 10) return false;
+            throw error;
+          },
+        )
+        .catch(async (error) => {
+          if (isCode(error, "ENOENT")) return true;
+          if (!isCode(error, "ENOTDIR")) throw error;
+          // Swapped for a file or a link meanwhile: that goes too, unfollowed.
+          await unlink(this.at(name)).catch((unlinkError) => {
+            if (!isCode(unlinkError, "ENOENT")) throw unlinkError;
+          });
+          return true;
+        });
+      if (removed) return;
     }
-    await rmdir(this.at(name)).catch(async (error) => {
-      if (isCode(error, "ENOENT")) return;
-      if (isCode(error, "ENOTDIR")) return unlink(this.at(name));
-      throw error;
-    });
   }
 }

@@ -1,6 +1,5 @@
-import { constants } from "node:fs";
-import { readdir, stat } from "node:fs/promises";
 import { join } from "node:path";
+import { ConfinedDirectory } from "../isolation/confined-directory.js";
 import { assertConfigSafe } from "./config.js";
 
 /** An executable of a partition's etc/run or etc/service, as supervisord will run it. */
@@ -16,46 +15,36 @@ export interface Program {
 
 export const WATCH_MARK = "-on-watch";
 
-async function executables(directory: string): Promise<string[]> {
-  let entries: string[];
-  try {
-    entries = await readdir(directory);
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    if (code === "ENOENT" || code === "ENOTDIR") return [];
-    throw error;
-  }
-  const found: string[] = [];
-  for (const entry of entries.sort()) {
-    // stat follows links: buildout commonly links etc/run entries to wrappers in bin/.
-    const info = await stat(join(directory, entry)).catch(() => null);
-    if (info?.isFile() && (info.mode & (constants.S_IXUSR | constants.S_IXGRP | constants.S_IXOTH)) !== 0) {
-      found.push(entry);
-    }
-  }
-  return found;
-}
-
 /**
  * The programs of a partition, sorted as slapgrid sorts them: etc/run first, then etc/service.
- * A name in both is run once, from etc/service, as slapgrid does.
+ * A name in both is run once, from etc/service, as slapgrid does. The partition's user owns these
+ * directories: they are listed by descriptor, never through a link to a directory of root's.
  */
 export async function scanPrograms(partitionPath: string): Promise<Program[]> {
+  const partition = await ConfinedDirectory.open(partitionPath).catch((error: NodeJS.ErrnoException) => {
+    if (error.code === "ENOENT") return null;
+    throw error;
+  });
+  if (!partition) return [];
   const byName = new Map<string, Program>();
-  for (const [folder, watched] of [
-    ["run", false],
-    ["service", true],
-  ] as const) {
-    const directory = join(partitionPath, "etc", folder);
-    for (const name of await executables(directory)) {
-      assertConfigSafe(name, `the program name ${join(directory, name)}`);
-      byName.set(name, {
-        name,
-        processName: watched ? `${name}${WATCH_MARK}` : name,
-        command: join(directory, name),
-        watched,
-      });
+  try {
+    for (const [folder, watched] of [
+      ["run", false],
+      ["service", true],
+    ] as const) {
+      const directory = join(partitionPath, "etc", folder);
+      for (const name of await partition.executables(`etc/${folder}`)) {
+        assertConfigSafe(name, `the program name ${join(directory, name)}`);
+        byName.set(name, {
+          name,
+          processName: watched ? `${name}${WATCH_MARK}` : name,
+          command: join(directory, name),
+          watched,
+        });
+      }
     }
+  } finally {
+    await partition.close();
   }
   return [...byName.values()];
 }
