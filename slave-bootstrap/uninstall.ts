@@ -15,19 +15,32 @@ export interface UninstallResult {
 }
 
 /**
- * Addresses and taps recorded in the partitions' `.slapos-resource` files, as `ip` commands that
- * remove them: what format added. Then the partitions' extras the agent applied, which it records
+ * Addresses and taps format recorded for the partitions, as `ip` commands that remove them:
+ * format's own records (`var/format/`), else a partition's `.slapos-resource` only when it is
+ * still format's (a regular file of root's: its user may have replaced it to name the host's own
+ * addresses). Then the partitions' extras the agent applied, which it records
  * in `var/partition-extras.json` (see slave/extras.ts): routable addresses are removed and block
  * devices given back to root:disk 0660. Then the agent's nftables tables: accounting, and who
  * may send from partition addresses (slave/format/address-ownership.ts).
  */
 const REMOVE_NETWORK = `
 interface=$(sed -n 's/^interface_name *= *//p' ${REMOTE.config} 2>/dev/null)
-for resource in ${REMOTE.instanceRoot}/*/.slapos-resource; do
-  [ -e "$resource" ] || continue
-  python3 - "$resource" "$interface" <<'PY'
-import ipaddress, json, subprocess, sys
-resource, interface = json.load(open(sys.argv[1])), sys.argv[2] or "eth0"
+for partition in ${REMOTE.instanceRoot}/slappart*; do
+  [ -d "$partition" ] || continue
+  python3 - "${REMOTE.instanceRoot}/var/format/$(basename "$partition").slapos-resource" "$partition/.slapos-resource" "$interface" <<'PY'
+import ipaddress, json, os, stat, subprocess, sys
+def formats(path):
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    with os.fdopen(descriptor) as file:
+        info = os.fstat(file.fileno())
+        if not stat.S_ISREG(info.st_mode) or info.st_uid != 0 or info.st_size > 65536:
+            return None
+        return json.loads(file.read())
+resource = formats(sys.argv[1]) or formats(sys.argv[2]) or {}
+interface = sys.argv[3] or "eth0"
 for entry in resource.get("address_list", []):
     prefix = bin(int(ipaddress.ip_address(entry["netmask"]))).count("1")
     subprocess.run(["ip", "addr", "del", f"{entry['addr']}/{prefix}", "dev", interface], stderr=subprocess.DEVNULL)
@@ -55,6 +68,17 @@ PY
 fi
 nft delete table inet slapos_accounting 2>/dev/null || true
 nft delete table inet slapos_partitions 2>/dev/null || true
+`;
+
+/** The partitions' cgroups (slave/isolation/cgroups.ts), once their processes are gone. */
+const REMOVE_CGROUPS = `
+name=$(sed -n 's/^cgroup_name *= *//p' ${REMOTE.config} 2>/dev/null)
+computer=$(sed -n 's/^computer_id *= *//p' ${REMOTE.config} 2>/dev/null)
+name=\${name:-slapos}.$computer
+for mount in $(awk '{ for (i = 7; i <= NF; i++) if ($i == "-") { if ($(i + 1) == "cgroup" || $(i + 1) == "cgroup2") print $5; break } }' /proc/self/mountinfo | sort -u); do
+  [ -d "$mount/$name" ] && find "$mount/$name" -depth -type d -exec rmdir {} \\; 2>/dev/null
+done
+true
 `;
 
 /**
@@ -118,7 +142,7 @@ true
 `;
 
 /**
- * Undoes a bootstrap: stops the agent and every instance, removes the addresses, taps and
+ * Undoes a bootstrap: stops the agent and every instance, removes the addresses, taps, cgroups and
  * nftables tables (address ownership, accounting) format and the agent made, the users, and every
  * directory and file of ours (instance data kept when asked). Safe to run again, or on a host that
  * was never finished.
@@ -143,6 +167,7 @@ export async function uninstall(
     };
     await run("processes", STOP_PROCESSES);
     await run("network", REMOVE_NETWORK);
+    await run("cgroups", REMOVE_CGROUPS);
     await run(
       "files",
       [

@@ -84,7 +84,8 @@ export async function openAgent(config: NodeConfig, logger: Logger): Promise<Age
       }),
       softwareUser: await softwareUserOf(config),
       cgroups: await PartitionCgroups.detect({
-        name: config.cgroupName,
+        // One directory per computer: agents sharing a kernel (containers) never share cgroups.
+        name: `${config.cgroupName}.${config.computerId}`,
         limits: config.partitionLimits,
         logger,
       }),

@@ -48,8 +48,8 @@ export interface NodeConfig {
    */
   restoreFrom: string;
   /**
-   * `cgroup_name` (ours): each partition's cgroup is `<controller mount>/<cgroupName>/<reference>`
-   * (default `slapos`); two agents sharing a kernel need different names.
+   * `cgroup_name` (ours): each partition's cgroup is
+   * `<controller mount>/<cgroupName>.<computerId>/<reference>` (default `slapos`).
    */
   cgroupName: string;
   /**

@@ -97,11 +97,7 @@ describeWith(
           reportIntervalSeconds: 5,
           fullPassIntervalSeconds: 5,
           pythonEnvironment: process.env.SLAPOS_VENV ?? "",
-          extraConfig: [
-            `cgroup_name = slapos-${host.name}`,
-            `partition_max_processes = ${MAX_PROCESSES}`,
-            "partition_max_memory = 512M",
-          ],
+          extraConfig: [`partition_max_processes = ${MAX_PROCESSES}`, "partition_max_memory = 512M"],
         },
         running.ca,
       );
