@@ -7,27 +7,10 @@ import type { Instance, MasterClient } from "../../protocol/client.js";
 import { type TestHost, TestNetwork, testHostRequirements } from "../hosts/index.js";
 import { type NetworkMaster, startNetworkMaster } from "../support/network-master.js";
 import { describeWith, requires } from "../support/requirements.js";
-import { INSTANCE_ROOT, NodeOnHost, SOFTWARE_ROOT } from "./node-on-host.js";
+import { INSTANCE_ROOT, NodeOnHost, SOFTWARE_ROOT, waitFor } from "./node-on-host.js";
 
 const RELEASE = resolve("examples/software/hello-web/software.cfg");
 const PARTITIONS = 10;
-
-/** Polls until `check` returns a value, or fails with what it was waiting for and the agent's log. */
-async function waitFor<T>(
-  what: string,
-  check: () => Promise<T | undefined | null | false>,
-  node?: NodeOnHost,
-  timeoutMs = 60_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    const value = await check();
-    if (value) return value;
-    await new Promise((wait) => setTimeout(wait, 200));
-  }
-  const log = node ? `\n${await node.diagnostics()}` : "";
-  throw new Error(`timed out waiting for ${what}${log}`);
-}
 
 describeWith(
   [

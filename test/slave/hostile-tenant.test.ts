@@ -7,7 +7,7 @@ import type { Instance, MasterClient } from "../../protocol/client.js";
 import { type TestHost, TestNetwork, testHostRequirements } from "../hosts/index.js";
 import { type NetworkMaster, startNetworkMaster } from "../support/network-master.js";
 import { describeWith, requires } from "../support/requirements.js";
-import { INSTANCE_ROOT, NodeOnHost } from "./node-on-host.js";
+import { INSTANCE_ROOT, NodeOnHost, waitFor as waitForNode } from "./node-on-host.js";
 
 // A tenant's release is code the tenant chooses, run as its partition's user. This one
 // (hostile-release/attack.py) attacks the node from inside its partition; a hello-web instance is
@@ -22,20 +22,8 @@ const TARGET_FILES = ["passwd", "shadow", "cron", "error-log", "bang"];
 const RECEIVER_PORT = 9998;
 const MAX_PROCESSES = 200;
 
-async function waitFor<T>(
-  what: string,
-  check: () => Promise<T | undefined | null | false>,
-  node: NodeOnHost,
-  timeoutMs = 90_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    const value = await check();
-    if (value) return value;
-    await new Promise((wait) => setTimeout(wait, 300));
-  }
-  throw new Error(`timed out waiting for ${what}\n${await node.diagnostics()}`);
-}
+const waitFor = <T>(what: string, check: () => Promise<T | undefined | null | false>, node: NodeOnHost) =>
+  waitForNode(what, check, node, 90_000);
 
 describeWith(
   [

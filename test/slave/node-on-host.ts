@@ -107,3 +107,20 @@ export class NodeOnHost {
     return result.exitCode === 0 ? result.stdout : null;
   }
 }
+
+/** Polls until `check` returns a value, or fails with what it was waiting for and the node's logs. */
+export async function waitFor<T>(
+  what: string,
+  check: () => Promise<T | undefined | null | false>,
+  node?: NodeOnHost,
+  timeoutMs = 60_000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const value = await check();
+    if (value) return value;
+    await new Promise((wait) => setTimeout(wait, 200));
+  }
+  const log = node ? `\n${await node.diagnostics()}` : "";
+  throw new Error(`timed out waiting for ${what}${log}`);
+}

@@ -7,7 +7,7 @@ import { uninstall } from "../../slave-bootstrap/uninstall.js";
 import { type TestHost, TestNetwork, testHostRequirements } from "../hosts/index.js";
 import { type NetworkMaster, startNetworkMaster } from "../support/network-master.js";
 import { describeWith, requires } from "../support/requirements.js";
-import { INSTANCE_ROOT, NodeOnHost } from "./node-on-host.js";
+import { INSTANCE_ROOT, NodeOnHost, waitFor } from "./node-on-host.js";
 
 // A partition's extras set on the master reach the node: the routable IPv4 on the host's
 // interface, the block device owned by the partition's user, both in the instance's files; and
@@ -21,22 +21,6 @@ const RELEASE = resolve("examples/software/hello-web/software.cfg");
 const ROUTABLE = "203.0.113.77";
 const DEVICES = "/dev/shm";
 const DEVICE = `${DEVICES}/slaptestblk`;
-
-async function waitFor<T>(
-  what: string,
-  check: () => Promise<T | undefined | null | false>,
-  node?: NodeOnHost,
-  timeoutMs = 60_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    const value = await check();
-    if (value) return value;
-    await new Promise((wait) => setTimeout(wait, 200));
-  }
-  const log = node ? `\n${await node.diagnostics()}` : "";
-  throw new Error(`timed out waiting for ${what}${log}`);
-}
 
 describeWith(
   [
