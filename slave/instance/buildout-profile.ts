@@ -18,6 +18,7 @@ const OPTION_NAME = /^[A-Za-z0-9_.-]+$/;
  * Every sequence a reader may take for the end of a line: Python reads files with universal
  * newlines (`\r` alone ends a line) and `str.splitlines` also breaks on these separators.
  */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: these control characters are line breaks
 const LINE_BREAK = /\r\n|[\n\v\f\r\x1c-\x1e\x85\u2028\u2029]/;
 
 /**
