@@ -286,7 +286,7 @@ EOF`);
       // Its buildout running: the agent records the build's process group while it runs.
       await waitFor(
         "the slow release's buildout running",
-        async () => (await host.exec(`ls ${SOFTWARE_ROOT}/*/.slap-build.pid`)).exitCode === 0,
+        async () => (await host.exec(`ls ${INSTANCE_ROOT}/var/run/slap-build-*.pid`)).exitCode === 0,
         node,
       );
       expect((await admin.getComputer(computerId)).software.find((s) => s.url === slow)?.reportedState).toBe(
@@ -302,7 +302,7 @@ EOF`);
       await waitFor(
         "web-slow deploying",
         async () =>
-          (await host.exec(`test -e ${INSTANCE_ROOT}/${partition}/.slap-buildout.pid`)).exitCode === 0,
+          (await host.exec(`test -e ${INSTANCE_ROOT}/var/run/slap-buildout-${partition}.pid`)).exitCode === 0,
         node,
       );
       await node.killAgent();

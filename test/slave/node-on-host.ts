@@ -97,7 +97,7 @@ export class NodeOnHost {
   /** The end of the agent's log and of every partition's service logs, for failure messages. */
   diagnostics(): Promise<string> {
     return this.host.execOrThrow(
-      `echo '--- agent log'; tail -n 30 ${AGENT_LOG} 2>/dev/null | cut -c1-600; for log in ${INSTANCE_ROOT}/slappart*/.slappart*.log; do [ -e "$log" ] && { echo "--- $log"; tail -n 8 "$log"; }; done; echo '--- supervisord'; tail -n 20 ${INSTANCE_ROOT}/var/log/supervisord.log 2>/dev/null; for log in ${SOFTWARE_ROOT}/*/.slap-build.log; do [ -e "$log" ] && { echo "--- $log"; tail -n 15 "$log"; }; done; true`,
+      `echo '--- agent log'; tail -n 30 ${AGENT_LOG} 2>/dev/null | cut -c1-600; for log in ${INSTANCE_ROOT}/var/log/partitions/*/*.log; do [ -e "$log" ] && { echo "--- $log"; tail -n 8 "$log"; }; done; echo '--- supervisord'; tail -n 20 ${INSTANCE_ROOT}/var/log/supervisord.log 2>/dev/null; for log in ${SOFTWARE_ROOT}/*/.slap-build.log; do [ -e "$log" ] && { echo "--- $log"; tail -n 15 "$log"; }; done; true`,
     );
   }
 
