@@ -1,4 +1,7 @@
+import { readFile } from "node:fs/promises";
 import { createRequire } from "node:module";
+import { homedir } from "node:os";
+import { join } from "node:path";
 import { execa } from "execa";
 
 /** A real component this project drives, and how to ask it for its version. */
@@ -29,6 +32,38 @@ async function firstLine(file: string, args: string[]): Promise<string | undefin
 
 async function onPath(command: string): Promise<string | undefined> {
   return (await execa("sh", ["-c", `command -v ${command}`], { reject: false })).stdout || undefined;
+}
+
+/** Where scripts/setup.sh writes the environment of the tools it installs (scripts/lib.sh). */
+function setupEnvironmentFile(): string {
+  const tools =
+    process.env.SLAPOS_TOOLS_DIR ??
+    (process.getuid?.() === 0
+      ? "/opt/pulumi-slapos"
+      : join(process.env.XDG_CACHE_HOME ?? join(homedir(), ".cache"), "pulumi-slapos"));
+  return join(tools, "env.sh");
+}
+
+/**
+ * Run outside `scripts/with-env.sh`, the doctor would not see what the setup installed (the
+ * Pulumi CLI, the venv): it loads the setup's environment file itself, which holds only
+ * `export NAME='value'` lines and `export PATH='dir':"$PATH"` ones. Returns the file it loaded.
+ */
+export async function loadSetupEnvironment(): Promise<string | undefined> {
+  if (process.env.SLAPOS_VENV) return undefined;
+  const file = setupEnvironmentFile();
+  const text = await readFile(file, "utf8").catch(() => undefined);
+  if (text === undefined) return undefined;
+  for (const line of text.split("\n")) {
+    const path = /^export PATH='([^']*)':"\$PATH"$/.exec(line);
+    if (path?.[1]) {
+      process.env.PATH = `${path[1]}:${process.env.PATH ?? ""}`;
+      continue;
+    }
+    const variable = /^export ([A-Z_][A-Z0-9_]*)='([^']*)'$/.exec(line);
+    if (variable?.[1]) process.env[variable[1]] = variable[2];
+  }
+  return file;
 }
 
 function venvPath(): string {
