@@ -5,15 +5,14 @@ import { mkdir, open, readFile, rm, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import * as pulumi from "@pulumi/pulumi";
-import { LocalWorkspace, type Stack } from "@pulumi/pulumi/automation/index.js";
+import { execa } from "execa";
 import { isProcessAlive } from "../../test/hosts/system.js";
-import { webCloud } from "../pulumi/web-cloud.js";
 import type { DemoCloud } from "./state.js";
 
 // The main job: a master on the embedded database and two hosts on this machine, then the real
-// `pulumi up` of examples/pulumi/web-cloud.ts on them (a Computer, a SoftwareRelease and a
-// SoftwareInstance per host); prints the instances' URLs and checks they answer.
+// `pulumi up` of this repository's Pulumi project (Pulumi.yaml, program examples/pulumi/index.ts:
+// a Computer, a SoftwareRelease and a SoftwareInstance per host), its stack configured with
+// `pulumi config set`; prints the instances' URLs and checks they answer.
 //   npm run demo                 bring it up (again: converges, changes nothing when all is there)
 //   npm run demo -- --destroy    pulumi destroy, then stop the master and remove the hosts
 // Everything lives in $SLAPOS_DEMO_DIR (default .demo in the current directory).
@@ -55,56 +54,68 @@ async function startCloud(): Promise<DemoCloud> {
   }
 }
 
-/** The demo's stack: a file backend and Pulumi home of its own, offline, the master from the cloud. */
-async function demoStack(cloud: DemoCloud | undefined): Promise<Stack> {
+/** This repository: its Pulumi.yaml is the project whose program `pulumi up` runs. */
+const PROJECT = fileURLToPath(new URL("../../../", import.meta.url));
+
+/**
+ * The real `pulumi` CLI in the project directory, as a user runs it: a file backend, Pulumi home
+ * and stack configuration file of the demo's own (nothing written into the repository), offline.
+ */
+async function pulumi(args: string[], options: { input?: string; show?: boolean } = {}) {
   const passphraseFile = join(directory, "passphrase");
   if (!existsSync(passphraseFile)) {
     await mkdir(directory, { recursive: true, mode: 0o700 });
     await writeFile(passphraseFile, randomBytes(24).toString("hex"), { mode: 0o600 });
   }
   await mkdir(join(directory, "backend"), { recursive: true });
-  const envVars = {
-    PULUMI_BACKEND_URL: `file://${join(directory, "backend")}`,
-    PULUMI_HOME: join(directory, "pulumi-home"),
-    PULUMI_CONFIG_PASSPHRASE_FILE: passphraseFile,
-    PULUMI_SKIP_UPDATE_CHECK: "true",
-    PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION: "true",
-    PULUMI_SKIP_CONFIRMATIONS: "true",
-  };
-  const hosts = cloud?.hosts ?? [];
-  const stack = await LocalWorkspace.createOrSelectStack(
-    {
-      stackName: "demo",
-      projectName: "slapos-demo",
-      program: async () => {
-        const cloudOfWeb = webCloud({
-          hosts: await Promise.all(
-            hosts.map(async (host) => ({
-              ...host,
-              privateKey: pulumi.secret(await readFile(host.privateKeyFile, "utf8")),
-            })),
-          ),
-          release: RELEASE,
-          greeting: "Hello",
-        });
-        return { urls: cloudOfWeb.urls };
-      },
+  // The stack's configuration file lives with the demo, not in the repository (`stack` takes no such flag).
+  const configFile = args[0] === "stack" ? [] : ["--config-file", join(directory, "Pulumi.demo.yaml")];
+  const result = await execa("pulumi", [...args, ...configFile], {
+    cwd: PROJECT,
+    input: options.input,
+    stdout: options.show ? "inherit" : "pipe",
+    stderr: options.show ? "inherit" : "pipe",
+    reject: false,
+    env: {
+      PULUMI_BACKEND_URL: `file://${join(directory, "backend")}`,
+      PULUMI_HOME: join(directory, "pulumi-home"),
+      PULUMI_CONFIG_PASSPHRASE_FILE: passphraseFile,
+      PULUMI_SKIP_UPDATE_CHECK: "true",
+      PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION: "true",
     },
-    { workDir: directory, envVars },
-  );
-  if (cloud) await stack.setAllConfig(cloud.stackConfig);
-  return stack;
+  });
+  if (result.exitCode !== 0) {
+    throw new Error(
+      `pulumi ${args[0]} failed (${result.exitCode})${options.show ? "" : `: ${result.stderr || result.stdout}`}`,
+    );
+  }
+  return result.stdout ?? "";
 }
 
-const onOutput = (text: string) => process.stdout.write(text);
+/** Selects the demo stack and sets its configuration with `pulumi config set`, secrets with `--secret`. */
+async function configureStack(cloud: DemoCloud): Promise<void> {
+  await pulumi(["stack", "select", "--create", "demo"]);
+  const settings: [string, string, boolean][] = [
+    ...Object.entries(cloud.stackConfig).map(
+      ([key, { value, secret }]) => [key, value, secret ?? false] as [string, string, boolean],
+    ),
+    ["hosts", JSON.stringify(cloud.hosts), false],
+    ["release", RELEASE, false],
+    ["greeting", "Hello", false],
+  ];
+  for (const [key, value, secret] of settings) {
+    // The value on standard input: a secret never shows in a process list.
+    await pulumi(["config", "set", ...(secret ? ["--secret"] : []), key], { input: value });
+  }
+}
 
 async function up(): Promise<void> {
   const cloud = (await runningCloud()) ?? (await startCloud());
   say(`master ${cloud.masterUrl}; hosts ${cloud.hosts.map((host) => host.address).join(", ")}`);
-  const stack = await demoStack(cloud);
-  say("pulumi up");
-  const result = await stack.up({ onOutput });
-  const urls = (result.outputs.urls?.value ?? []) as string[];
+  await configureStack(cloud);
+  say(`pulumi up (project ${PROJECT}, stack demo)`);
+  await pulumi(["up", "--yes", "--skip-preview"], { show: true });
+  const urls = JSON.parse(await pulumi(["stack", "output", "urls", "--json"])) as string[];
   let answered = 0;
   for (const url of urls) {
     const page = await fetch(url, { signal: AbortSignal.timeout(5_000) })
@@ -120,9 +131,9 @@ async function up(): Promise<void> {
 async function destroy(): Promise<void> {
   const cloud = await runningCloud();
   if (cloud) {
-    const stack = await demoStack(cloud);
+    await configureStack(cloud);
     say("pulumi destroy");
-    await stack.destroy({ onOutput });
+    await pulumi(["destroy", "--yes", "--skip-preview"], { show: true });
     say(`stopping the master and removing the hosts (process ${cloud.pid})`);
     process.kill(cloud.pid, "SIGTERM");
     const deadline = Date.now() + 60_000;
