@@ -201,6 +201,28 @@ start_postgres() {
   env_lines+=("export TEST_DATABASE_URL='postgres://postgres@127.0.0.1:$PG_PORT/postgres'")
 }
 
+# --- Test language host --------------------------------------------------------------------
+# `pulumi up` in a project directory needs pulumi-language-nodejs, which build-pulumi.sh cannot
+# always build. Without a real one, the tests get the stand-in in test/support/language-host,
+# last on PATH so that a real host installed later wins.
+install_test_language_host() {
+  local stand_in="$repo/test/support/language-host" real
+  real=$(
+    # The tests' PATH: this one without the stand-in, then the lines the steps before wrote.
+    PATH=$(printf '%s' "$PATH" | tr ':' '\n' | grep -vxF "$stand_in" | paste -sd:)
+    for line in "${env_lines[@]}"; do eval "$line"; done
+    # The engine runs the one on PATH, else the one beside the resolved pulumi binary.
+    beside=$(dirname "$(readlink -f "$(command -v pulumi)")")/pulumi-language-nodejs
+    if [ -x "$beside" ]; then echo "$beside"; else command -v pulumi-language-nodejs || true; fi
+  )
+  if [ -n "$real" ]; then
+    log "  using $real"
+    return
+  fi
+  env_lines+=("export PATH=\"\$PATH\":'$stand_in'")
+  log "  no pulumi-language-nodejs beside pulumi or on PATH: the tests use $stand_in/pulumi-language-nodejs"
+}
+
 write_env_file() {
   mkdir -p "$(dirname "$SLAPOS_ENV_FILE")"
   {
@@ -218,6 +240,7 @@ step "Node wheelhouse" install_node_wheelhouse
 step "Test tools venv" install_test_tools
 step "Pulumi CLI" install_pulumi
 step "Postgres for tests" start_postgres
+step "Test language host" install_test_language_host
 write_env_file
 log "setup: finished in $(( ($(date +%s%N) - total_start) / 1000000 )) ms; environment in $SLAPOS_ENV_FILE"
 if [ ${#missing[@]} -gt 0 ]; then
