@@ -47,7 +47,7 @@ function setupEnvironmentFile(): string {
 /**
  * Run outside `scripts/with-env.sh`, the doctor would not see what the setup installed (the
  * Pulumi CLI, the venv): it loads the setup's environment file itself, which holds only
- * `export NAME='value'` lines and `export PATH='dir':"$PATH"` ones. Returns the file it loaded.
+ * `export NAME='value'` lines and PATH ones (`export PATH='dir':"$PATH"`, `export PATH="$PATH":'dir'`). Returns the file it loaded.
  */
 export async function loadSetupEnvironment(): Promise<string | undefined> {
   if (process.env.SLAPOS_VENV) return undefined;
@@ -55,9 +55,12 @@ export async function loadSetupEnvironment(): Promise<string | undefined> {
   const text = await readFile(file, "utf8").catch(() => undefined);
   if (text === undefined) return undefined;
   for (const line of text.split("\n")) {
-    const path = /^export PATH='([^']*)':"\$PATH"$/.exec(line);
-    if (path?.[1]) {
-      process.env.PATH = `${path[1]}:${process.env.PATH ?? ""}`;
+    const first = /^export PATH='([^']*)':"\$PATH"$/.exec(line);
+    const last = /^export PATH="\$PATH":'([^']*)'$/.exec(line);
+    if (first?.[1] || last?.[1]) {
+      process.env.PATH = first?.[1]
+        ? `${first[1]}:${process.env.PATH ?? ""}`
+        : `${process.env.PATH ?? ""}:${last?.[1]}`;
       continue;
     }
     const variable = /^export ([A-Z_][A-Z0-9_]*)='([^']*)'$/.exec(line);

@@ -28,6 +28,8 @@ env_lines=()
 missing=()
 
 log() { $quiet || printf '%s\n' "$*"; }
+# What takes minutes is said even with --quiet: nobody should wait on a silent terminal.
+say() { printf '%s\n' "$*"; }
 # step NAME FUNCTION: runs FUNCTION, then prints how long it took.
 step() {
   local name=$1 fn=$2 start end
@@ -151,6 +153,9 @@ install_pulumi() {
     echo "error: no 'pulumi' on PATH and no Go toolchain to build it; install Pulumi or Go >= 1.24" >&2
     exit 1
   fi
+  if [ ! -x "$own_bin/pulumi" ]; then
+    say "setup: building the Pulumi CLI v$PULUMI_VERSION from the Go module proxy: 4 to 15 minutes without Go caches, once (log: $SLAPOS_TOOLS_DIR/pulumi-build.log)"
+  fi
   if ! PULUMI_VERSION=$PULUMI_VERSION bash "$here/build-pulumi.sh" "$SLAPOS_TOOLS_DIR/pulumi/$PULUMI_VERSION" >"$SLAPOS_TOOLS_DIR/pulumi-build.log" 2>&1; then
     echo "error: building the Pulumi CLI v$PULUMI_VERSION from the Go module proxy failed; last lines of $SLAPOS_TOOLS_DIR/pulumi-build.log:" >&2
     tail -n 20 "$SLAPOS_TOOLS_DIR/pulumi-build.log" >&2
@@ -161,6 +166,20 @@ install_pulumi() {
   install -m 755 "$repo/node_modules/@pulumi/pulumi/pulumi-resource-pulumi-nodejs" "$own_bin/"
   env_lines+=("export PATH='$own_bin':\"\$PATH\"")
   log "  $("$own_bin/pulumi" version) in $own_bin"
+}
+
+# --- Node 24 -------------------------------------------------------------------------------
+# The current LTS, from the npm registry's `node` package (binary included), beside the machine's
+# Node 20: the package's users run either, so its end-to-end tests run on both.
+NODE24_VERSION=24.21.0
+install_node24() {
+  local prefix="$SLAPOS_TOOLS_DIR/node/$NODE24_VERSION" bin
+  bin="$prefix/node_modules/.bin/node"
+  if [ ! -x "$bin" ] || [ "$("$bin" --version 2>/dev/null)" != "v$NODE24_VERSION" ]; then
+    npm install --prefix "$prefix" --no-audit --no-fund --loglevel=error "node@$NODE24_VERSION" >/dev/null
+  fi
+  env_lines+=("export SLAPOS_NODE24='$bin'")
+  log "  node $("$bin" --version) at $bin"
 }
 
 # --- Postgres ------------------------------------------------------------------------------
@@ -239,6 +258,7 @@ step "Python venv" install_python_venv
 step "Node wheelhouse" install_node_wheelhouse
 step "Test tools venv" install_test_tools
 step "Pulumi CLI" install_pulumi
+step "Node 24" install_node24
 step "Postgres for tests" start_postgres
 step "Test language host" install_test_language_host
 write_env_file
