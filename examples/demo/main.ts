@@ -1,7 +1,7 @@
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
-import { mkdir, open, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, open, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
@@ -95,6 +95,10 @@ async function pulumi(args: string[], options: { input?: string; show?: boolean 
 /** Selects the demo stack and sets its configuration with `pulumi config set`, secrets with `--secret`. */
 async function configureStack(cloud: DemoCloud): Promise<void> {
   await pulumi(["stack", "select", "--create", "demo"]);
+  // Creating the stack wrote its configuration file (its secrets' salt) into the project: it
+  // belongs with the demo's other state, where every later command is pointed at it.
+  const created = join(PROJECT, "Pulumi.demo.yaml");
+  if (existsSync(created)) await rename(created, join(directory, "Pulumi.demo.yaml"));
   const settings: [string, string, boolean][] = [
     ...Object.entries(cloud.stackConfig).map(
       ([key, { value, secret }]) => [key, value, secret ?? false] as [string, string, boolean],
