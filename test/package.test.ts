@@ -26,6 +26,15 @@ async function packedFiles(): Promise<string[]> {
   return (listing?.files ?? []).map((file) => file.path);
 }
 
+/** The package as `npm pack` makes it, in a new directory, and the newest SDK the registry serves. */
+async function packForUsers(prefix: string): Promise<{ work: string; tarball: string; newestSdk: string }> {
+  const work = await mkdtemp(join(tmpdir(), prefix));
+  const packed = await execa("npm", ["pack", "--json", "--pack-destination", work], { cwd: REPOSITORY });
+  const tarball = join(work, (JSON.parse(packed.stdout) as { filename: string }[])[0]?.filename ?? "");
+  const newestSdk = (await execa("npm", ["view", "@pulumi/pulumi", "version"])).stdout.trim();
+  return { work, tarball, newestSdk };
+}
+
 describe("the npm package", () => {
   it("holds what users run and nothing of the tests, benchmarks or examples", async () => {
     const files = await packedFiles();
@@ -68,10 +77,7 @@ describeWith(
     let newestSdk: string;
 
     beforeAll(async () => {
-      work = await mkdtemp(join(tmpdir(), "slapos-package-"));
-      const packed = await execa("npm", ["pack", "--json", "--pack-destination", work], { cwd: REPOSITORY });
-      tarball = join(work, (JSON.parse(packed.stdout) as { filename: string }[])[0]?.filename ?? "");
-      newestSdk = (await execa("npm", ["view", "@pulumi/pulumi", "version"])).stdout.trim();
+      ({ work, tarball, newestSdk } = await packForUsers("slapos-package-"));
     }, 120_000);
 
     afterAll(async () => {
@@ -193,10 +199,7 @@ describeWith(
     let running: NetworkMaster;
 
     beforeAll(async () => {
-      work = await mkdtemp(join(tmpdir(), "slapos-project-"));
-      const packed = await execa("npm", ["pack", "--json", "--pack-destination", work], { cwd: REPOSITORY });
-      tarball = join(work, (JSON.parse(packed.stdout) as { filename: string }[])[0]?.filename ?? "");
-      newestSdk = (await execa("npm", ["view", "@pulumi/pulumi", "version"])).stdout.trim();
+      ({ work, tarball, newestSdk } = await packForUsers("slapos-project-"));
       network = await TestNetwork.create();
       running = await startNetworkMaster(network, work);
     }, 180_000);
