@@ -176,7 +176,7 @@ const web = new slapos.SoftwareInstance(
   { dependsOn: release },
 );
 export const url = pulumi.unsecret(web.connectionParameters.apply((parameters) => parameters["url-ipv4"]));
-export const node = process.version;
+export const nodeVersion = process.version;
 `;
 
 describeWith(
@@ -271,7 +271,7 @@ describeWith(
         const url = (await pulumi(["stack", "output", "url"])).trim();
         // The program ran on the project's Node.
         const { stdout: projectNode } = await execa(node, ["--version"]);
-        expect((await pulumi(["stack", "output", "node"])).trim()).toBe(projectNode.trim());
+        expect((await pulumi(["stack", "output", "nodeVersion"])).trim()).toBe(projectNode.trim());
         const page = await host.exec(`curl -sS -g --max-time 5 '${url}'`);
         expect(page.stdout).toContain("Hello from web");
         expect(await pulumi(["refresh", "--yes", "--skip-preview"])).toMatch(/unchanged/);
