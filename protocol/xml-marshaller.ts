@@ -361,6 +361,7 @@ const NOT_XML_CHARACTER =
   // biome-ignore lint/suspicious/noControlCharactersInRegex: the control characters XML cannot hold
   /[\0-\x08\x0B\x0C\x0E-\x1F\uFFFE\uFFFF]|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 const NAME = "[A-Za-z_:][A-Za-z0-9_.:-]*";
+const PROCESSING_INSTRUCTION = new RegExp(`^${NAME}(?:[ \\t\\r\\n][^]*)?$`);
 const TAG = new RegExp(
   `<(/?)(${NAME})((?:[ \\t\\r\\n]+${NAME}[ \\t\\r\\n]*=[ \\t\\r\\n]*(?:"[^"<]*"|'[^'<]*'))*)[ \\t\\r\\n]*(/?)>`,
   "y",
@@ -488,6 +489,9 @@ function special(xml: string, lt: number, depth: number, handlers: XmlHandlers):
     const close = xml.indexOf("?>", lt + 2);
     if (close < 0 || /^xml[ \t\r\n?]/i.test(xml.slice(lt + 2, lt + 6)))
       malformed("a misplaced XML declaration or unclosed processing instruction", lt);
+    // A target name, then nothing or white space and any text.
+    if (!PROCESSING_INSTRUCTION.test(xml.slice(lt + 2, close)))
+      malformed("a processing instruction without a valid target name", lt);
     return close + 2;
   }
   return malformed("declarations such as <!DOCTYPE> are not accepted", lt);

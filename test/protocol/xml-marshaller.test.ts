@@ -192,6 +192,9 @@ describe("xml_marshaller decoding bounds its work and output", () => {
   // Where saxes is lenient (lone surrogates, which XML excludes), the codec is stricter.
   it("accepts and refuses the same documents as a conforming XML parser (saxes)", () => {
     expect(() => unmarshal("<marshal><string>\uD800</string></marshal>")).toThrow(/U\+D800/);
+    // Found by this property: a processing instruction's target must be a name.
+    expect(() => unmarshal("<marshal><?&amp;pi x?><string/></marshal>")).toThrow(/valid target name/);
+    expect(unmarshal("<marshal><?pi x?><string/></marshal>")).toBe("");
     const valid = marshal({
       key: ["v&<>\"'é😀", 1, new PyFloat(1.5), null, new PyTuple([true])],
       "\r": [[]],
