@@ -11,6 +11,7 @@ import {
 import { ChangeLog } from "../../slave/format/changes.js";
 import { SYSTEM_PATH } from "../../slave/run-as.js";
 import { describeWith, requires } from "../support/requirements.js";
+import { createThrowawayUser, removeThrowawayUser } from "../support/throwaway-user.js";
 
 /** A client: connects from `source` (none: the kernel's choice), sends, prints what comes back. */
 const TCP_CLIENT = `
@@ -186,15 +187,7 @@ describeWith(
 
     beforeAll(async () => {
       const root = (command: string[]) => execa(command[0] as string, command.slice(1));
-      [a, b] = (await Promise.all(
-        userNames.map(async (name) => {
-          await root(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name]);
-          const [uid, gid] = await Promise.all(
-            ["-u", "-g"].map(async (flag) => (await root(["id", flag, name])).stdout),
-          );
-          return { name, uid: Number(uid), gid: Number(gid) };
-        }),
-      )) as [User, User];
+      [a, b] = (await Promise.all(userNames.map((name) => createThrowawayUser(name)))) as [User, User];
       await root(["ip", "netns", "add", netns]);
       const ip = (...args: string[]) => root(["ip", "-n", netns, ...args]);
       await ip("link", "set", "lo", "up");
@@ -230,7 +223,7 @@ describeWith(
       await server?.catch(() => {});
       await execa("ip", ["netns", "delete", netns], { reject: false });
       // -f: test hosts share this kernel, and a process of theirs may have one of these uids.
-      for (const name of userNames) await execa("userdel", ["-f", name], { reject: false });
+      for (const name of userNames) await removeThrowawayUser(name);
     }, 60_000);
 
     it("is made once: a second run changes nothing, as nft lists exactly what was rendered", async () => {

@@ -14,6 +14,7 @@ import { ownMountNamespace, processesOf } from "../../slave/isolation/proc-sweep
 import { UsageMeter } from "../../slave/report/index.js";
 import { SYSTEM_PATH } from "../../slave/run-as.js";
 import { describeWith, type Requirement, requires } from "../support/requirements.js";
+import { createThrowawayUser, removeThrowawayUser } from "../support/throwaway-user.js";
 
 const MiB = 1024 * 1024;
 
@@ -122,16 +123,7 @@ function uidOf(pid: number): number | undefined {
 }
 
 async function createUser(name: string): Promise<ConfinedPartition> {
-  await execa("useradd", [
-    "--system",
-    "--no-create-home",
-    "--user-group",
-    "--shell",
-    "/usr/sbin/nologin",
-    name,
-  ]);
-  const uid = Number((await execa("id", ["-u", name])).stdout);
-  const gid = Number((await execa("id", ["-g", name])).stdout);
+  const { uid, gid } = await createThrowawayUser(name);
   return { reference: name, uid, gid };
 }
 
@@ -251,7 +243,7 @@ describeWith(
       }
       await Promise.all(started);
       // --force: a test host sharing this kernel may run a process under the same uid number.
-      for (const user of [a, b]) if (user !== undefined) await execa("userdel", ["--force", user.reference]);
+      for (const user of [a, b]) if (user !== undefined) await removeThrowawayUser(user.reference);
       if (served !== undefined) await rm(served, { recursive: true, force: true });
     });
 

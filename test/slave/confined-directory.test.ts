@@ -5,6 +5,7 @@ import { execa } from "execa";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { ConfinedDirectory, RefusedFileError } from "../../slave/isolation/confined-directory.js";
 import { describeWith, requires } from "../support/requirements.js";
+import { createThrowawayUser, removeThrowawayUser } from "../support/throwaway-user.js";
 
 // Root working in a directory a hostile user owns: every link, FIFO and hard link the user can
 // plant is planted, and nothing root does through ConfinedDirectory may reach the targets.
@@ -24,9 +25,7 @@ describeWith([requires.root("chowns to a throwaway user")], "root in a directory
     });
 
   beforeAll(async () => {
-    await execa("useradd", ["--system", "--no-create-home", "--shell", "/bin/sh", TENANT]);
-    uid = Number((await execa("id", ["-u", TENANT])).stdout);
-    gid = Number((await execa("id", ["-g", TENANT])).stdout);
+    ({ uid, gid } = await createThrowawayUser(TENANT, "/bin/sh"));
     base = await mkdtemp(join(tmpdir(), "confined-"));
     secrets = join(base, "root");
     await mkdir(secrets, { mode: 0o700 });
@@ -42,7 +41,7 @@ describeWith([requires.root("chowns to a throwaway user")], "root in a directory
 
   afterAll(async () => {
     await rm(base, { recursive: true, force: true });
-    await execa("userdel", [TENANT], { reject: false });
+    await removeThrowawayUser(TENANT);
   });
 
   async function secretsUntouched() {
