@@ -151,7 +151,12 @@ def read():
 
 def bomb():
     # A fork bomb, bounded so that a node without limits survives it: as many sleeping children
-    # as the node lets it have, up to 1500.
+    # as the node lets it have, up to 1500. It waits for the other attacks to be under way: once
+    # it holds every process the partition may have, nothing more of the partition can start.
+    for _ in range(600):
+        if all(os.path.exists(f"results/{name}") for name in ["detached", "listen", "send", "read"]):
+            break
+        time.sleep(0.1)
     children = 0
     refused = 0
     for _ in range(1500):
