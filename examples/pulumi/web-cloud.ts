@@ -1,5 +1,5 @@
 import * as pulumi from "@pulumi/pulumi";
-import { Computer, type MasterSettings, SoftwareInstance, SoftwareRelease } from "../../provider/index.js";
+import { Computer, type MasterSettings, SoftwareInstance, SoftwareRelease } from "pulumi-slapos";
 
 /** A server to turn into a node, reached over SSH. */
 export interface WebCloudHost {
