@@ -163,7 +163,7 @@ install_pulumi() {
   fi
   while read -r line; do log "  $line"; done < <(grep -E '^(notice|pulumi v)' "$SLAPOS_TOOLS_DIR/pulumi-build.log" || true)
   # The engine looks for bundled plugins next to the pulumi binary (then on PATH), never downloads them.
-  install -m 755 "$repo/node_modules/@pulumi/pulumi/pulumi-resource-pulumi-nodejs" "$own_bin/"
+  install -m 755 "$repo/test/support/pulumi-resource-pulumi-nodejs" "$own_bin/"
   env_lines+=("export PATH='$own_bin':\"\$PATH\"")
   log "  $("$own_bin/pulumi" version) in $own_bin"
 }
@@ -180,6 +180,27 @@ install_node24() {
   fi
   env_lines+=("export SLAPOS_NODE24='$bin'")
   log "  node $("$bin" --version) at $bin"
+}
+
+# --- The newest @pulumi/pulumi ------------------------------------------------------------
+# The newest SDK of the peer range the registry serves, outside the repository (which pins the
+# oldest): the package and provider tests run on it too, with Node 24. Offline, the last one stays.
+install_newest_pulumi_sdk() {
+  local base="$SLAPOS_TOOLS_DIR/pulumi-sdk" version dir
+  version=$(npm view '@pulumi/pulumi@>=3 <4' version --json 2>/dev/null |
+    node -e 'for (const v of [].concat(JSON.parse(require("fs").readFileSync(0, "utf8")))) console.log(v)' |
+    grep -E '^[0-9]+\.[0-9]+\.[0-9]+$' | sort -V | tail -n 1 || true)
+  if [ -z "$version" ]; then
+    version=$(ls "$base" 2>/dev/null | sort -V | tail -n 1)
+    [ -n "$version" ] || { missing+=("the newest @pulumi/pulumi (the npm registry did not answer)"); return; }
+    log "  the registry did not answer: keeping @pulumi/pulumi $version"
+  fi
+  dir="$base/$version"
+  if [ ! -f "$dir/node_modules/@pulumi/pulumi/package.json" ]; then
+    npm install --prefix "$dir" --no-audit --no-fund --loglevel=error "@pulumi/pulumi@$version" >/dev/null
+  fi
+  env_lines+=("export SLAPOS_NEWEST_PULUMI_SDK='$dir/node_modules/@pulumi/pulumi'")
+  log "  @pulumi/pulumi $version in $dir"
 }
 
 # --- Postgres ------------------------------------------------------------------------------
@@ -259,6 +280,7 @@ step "Node wheelhouse" install_node_wheelhouse
 step "Test tools venv" install_test_tools
 step "Pulumi CLI" install_pulumi
 step "Node 24" install_node24
+step "Newest Pulumi SDK" install_newest_pulumi_sdk
 step "Postgres for tests" start_postgres
 step "Test language host" install_test_language_host
 write_env_file

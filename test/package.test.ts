@@ -4,7 +4,7 @@ import { join, resolve } from "node:path";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type TestHost, TestNetwork, testHostRequirements } from "./hosts/index.js";
-import { pulumiRequirements } from "./pulumi/harness.js";
+import { newestSdkRequirement, newestSdkVersion, pulumiRequirements } from "./pulumi/harness.js";
 import { type NetworkMaster, startNetworkMaster } from "./support/network-master.js";
 import { nodeLeftovers } from "./support/node-host.js";
 import { describeWith, requires } from "./support/requirements.js";
@@ -31,8 +31,7 @@ async function packForUsers(prefix: string): Promise<{ work: string; tarball: st
   const work = await mkdtemp(join(tmpdir(), prefix));
   const packed = await execa("npm", ["pack", "--json", "--pack-destination", work], { cwd: REPOSITORY });
   const tarball = join(work, (JSON.parse(packed.stdout) as { filename: string }[])[0]?.filename ?? "");
-  const newestSdk = (await execa("npm", ["view", "@pulumi/pulumi", "version"])).stdout.trim();
-  return { work, tarball, newestSdk };
+  return { work, tarball, newestSdk: await newestSdkVersion() };
 }
 
 describe("the npm package", () => {
@@ -66,10 +65,7 @@ describe("the npm package", () => {
 });
 
 describeWith(
-  [
-    requires.env("SLAPOS_NODE24", "Node 24 for the newest SDK (scripts/setup.sh installs it)"),
-    ...pulumiRequirements,
-  ],
+  [requires.env("SLAPOS_NODE24", "Node 24 for the newest SDK"), newestSdkRequirement, ...pulumiRequirements],
   "the package in a user's project",
   () => {
     let work: string;
@@ -187,7 +183,8 @@ describeWith(
       "pulumi-language-nodejs",
       "pulumi up in a project directory (scripts/setup.sh provides one)",
     ),
-    requires.env("SLAPOS_NODE24", "Node 24 for the newest SDK (scripts/setup.sh installs it)"),
+    requires.env("SLAPOS_NODE24", "Node 24 for the newest SDK"),
+    newestSdkRequirement,
     requires.env("SLAPOS_WHEELHOUSE", "the wheels of a node's Python environment"),
   ],
   "pulumi up in a user's project directory, against a master and a test host",

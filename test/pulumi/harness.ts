@@ -18,6 +18,17 @@ export const pulumiRequirements = [
   requires.command("pulumi-resource-pulumi-nodejs", "the engine's plugin for dynamic resources"),
 ];
 
+/** The newest SDK of the peer range the registry serves, as scripts/setup.sh installed it. */
+export const newestSdkRequirement = requires.env(
+  "SLAPOS_NEWEST_PULUMI_SDK",
+  "the newest @pulumi/pulumi of the peer range the registry serves",
+);
+
+export async function newestSdkVersion(): Promise<string> {
+  const manifest = join(process.env.SLAPOS_NEWEST_PULUMI_SDK ?? "", "package.json");
+  return (JSON.parse(await readFile(manifest, "utf8")) as { version: string }).version;
+}
+
 export interface TestStackOptions {
   projectName: string;
   /** The inline program: runs in this process, as the Automation API runs it. */

@@ -1,8 +1,11 @@
 import { createHash } from "node:crypto";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { existsSync } from "node:fs";
+import { mkdtemp, readFile, realpath, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import type { OutputMap } from "@pulumi/pulumi/automation/index.js";
+import { version as sdkVersion } from "@pulumi/pulumi/version.js";
+import { execa } from "execa";
 import { afterAll, afterEach, beforeAll, beforeEach, expect, it } from "vitest";
 import type { MasterClient } from "../../protocol/client.js";
 import { Computer, Partition, SoftwareInstance, SoftwareRelease } from "../../provider/index.js";
@@ -10,10 +13,37 @@ import { type TestHost, TestNetwork, testHostRequirements } from "../hosts/index
 import { type NetworkMaster, startNetworkMaster } from "../support/network-master.js";
 import { nodeLeftovers } from "../support/node-host.js";
 import { describeWith, requires } from "../support/requirements.js";
-import { pulumiRequirements, TestStack } from "./harness.js";
+import { newestSdkRequirement, newestSdkVersion, pulumiRequirements, TestStack } from "./harness.js";
 
 const RELEASE = resolve("examples/software/hello-web/software.cfg");
 const BROKEN_RELEASE = resolve("test/pulumi/broken-release/software.cfg");
+/** vitest.config.ts runs this file a second time, on Node 24 with the newest SDK ("newest"). */
+const PAIR = process.env.SLAPOS_TEST_PAIR === "newest" ? "newest" : "oldest";
+
+/**
+ * Starts the engine's plugin for dynamic resources as the engine finds it (beside the pulumi
+ * binary, else on PATH), and reads which Node binary and which SDK script it runs.
+ */
+async function dynamicProviderProcess(): Promise<{ node: string; script: string }> {
+  const { stdout: pulumiPath } = await execa("sh", ["-c", 'readlink -f "$(command -v pulumi)"']);
+  const beside = join(dirname(pulumiPath), "pulumi-resource-pulumi-nodejs");
+  // The engine passes its address; nothing dials it before a request comes.
+  const plugin = execa(existsSync(beside) ? beside : "pulumi-resource-pulumi-nodejs", ["127.0.0.1:1"], {
+    reject: false,
+  });
+  try {
+    // It prints its port once it serves.
+    await new Promise<void>((ready, fail) => {
+      plugin.stdout?.once("data", () => ready());
+      plugin.once("exit", () => fail(new Error("the dynamic provider plugin exited before serving")));
+    });
+    const commandLine = (await readFile(`/proc/${plugin.pid}/cmdline`, "utf8")).split("\0");
+    return { node: await realpath(`/proc/${plugin.pid}/exe`), script: commandLine[1] ?? "" };
+  } finally {
+    plugin.kill();
+    await plugin;
+  }
+}
 
 function outputOf<T>(outputs: OutputMap, name: string): T {
   const output = outputs[name];
@@ -40,8 +70,9 @@ describeWith(
     ...testHostRequirements,
     ...pulumiRequirements,
     requires.env("SLAPOS_WHEELHOUSE", "the wheels of a node's Python environment"),
+    ...(PAIR === "newest" ? [newestSdkRequirement] : []),
   ],
-  "the Pulumi provider: real pulumi up/preview/refresh/destroy against a master and two test hosts",
+  `the Pulumi provider: real pulumi up/preview/refresh/destroy against a master and two test hosts (${PAIR} Node and SDK)`,
   () => {
     let directory: string;
     let network: TestNetwork;
@@ -176,6 +207,23 @@ describeWith(
       await network?.destroy();
       await rm(directory, { recursive: true, force: true });
     }, 300_000);
+
+    it("runs on the Node and SDK of its pair", async () => {
+      const repositorySdk = JSON.parse(await readFile("package.json", "utf8")).devDependencies[
+        "@pulumi/pulumi"
+      ];
+      // The engine's plugin for dynamic resources runs on the same Node and SDK as the program.
+      const plugin = await dynamicProviderProcess();
+      expect(plugin.node).toBe(await realpath(process.execPath));
+      if (PAIR === "newest") {
+        expect(process.version).toMatch(/^v24\./);
+        expect(sdkVersion).toBe(await newestSdkVersion());
+        expect(plugin.script.startsWith(`${process.env.SLAPOS_NEWEST_PULUMI_SDK}/`)).toBe(true);
+      } else {
+        expect(sdkVersion).toBe(repositorySdk);
+        expect(plugin.script.startsWith(resolve("node_modules/@pulumi/pulumi/"))).toBe(true);
+      }
+    });
 
     it("creates computers, releases and instances whose URLs answer", async () => {
       const result = await stack.up();
