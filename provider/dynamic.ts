@@ -3,7 +3,12 @@ import * as pulumi from "@pulumi/pulumi";
 import type { MasterSettings } from "./master.js";
 
 /** The resource kinds whose providers live in `providers/`. */
-export type ResourceKind = "computer" | "partition" | "software-release" | "software-instance";
+export type ResourceKind =
+  | "computer"
+  | "partition"
+  | "software-release"
+  | "software-instance"
+  | "self-hosted-master";
 
 // The compiled providers, whether this module runs built (dist/provider) or from source (tests).
 const PROVIDERS_PATH = fileURLToPath(

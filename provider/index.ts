@@ -8,5 +8,6 @@ export {
 } from "./computer.js";
 export type { MasterSettings } from "./master.js";
 export { Partition, type PartitionArgs } from "./partition.js";
+export { SelfHostedMaster, type SelfHostedMasterArgs } from "./self-hosted-master.js";
 export { SoftwareInstance, type SoftwareInstanceArgs } from "./software-instance.js";
 export { SoftwareRelease, type SoftwareReleaseArgs } from "./software-release.js";

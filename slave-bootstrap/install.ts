@@ -12,11 +12,11 @@ export interface StepResult {
   detail?: string;
 }
 
-function sha256(content: string | Buffer): string {
+export function sha256(content: string | Buffer): string {
   return createHash("sha256").update(content).digest("hex");
 }
 
-async function remoteSha256(remote: RemoteHost, path: string): Promise<string | null> {
+export async function remoteSha256(remote: RemoteHost, path: string): Promise<string | null> {
   const result = await remote.run(`sha256sum ${shellQuote(path)} 2>/dev/null | cut -d' ' -f1`, {
     sudo: true,
   });

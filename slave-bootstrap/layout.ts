@@ -16,5 +16,14 @@ export const REMOTE = {
   keyFile: "/etc/opt/slapos/ssl/computer.key",
   masterCaFile: "/etc/opt/slapos/ssl/master-ca.crt",
   softwareRoot: "/opt/slapgrid",
+  /** Software releases uploaded by the controller (the master's and its database's, for self-hosting). */
+  releases: "/opt/slapos/releases",
+  /** The seed master a self-hosted master starts from (slapproxy's role in SlapOS), and its state. */
+  seedData: "/var/lib/slapos/seed",
+  seedServiceScript: "/opt/slapos/bin/slap-seed-service",
+  seedServicePid: "/run/slap-seed-service.pid",
+  seedLog: "/var/log/slap-seed.log",
+  /** Root's directory where the seed's backup waits for the master instance (its user reads the file). */
+  handover: "/var/lib/slapos/handover",
   instanceRoot: "/srv/slapgrid",
 } as const;

@@ -92,7 +92,7 @@ async function agentVersion(): Promise<string> {
 
 const subjectOf = (inputs: ComputerInputs) => `computer ${inputs.title ?? inputs.ssh.host}`;
 
-function targetOf(ssh: SshConnection): SshTarget {
+export function targetOf(ssh: SshConnection): SshTarget {
   return {
     host: ssh.host,
     port: ssh.port,

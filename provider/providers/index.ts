@@ -3,6 +3,7 @@ import type { ResourceKind } from "../dynamic.js";
 import { ComputerProvider } from "./computer.js";
 import type { StackSettings } from "./connection.js";
 import { PartitionProvider } from "./partition.js";
+import { SelfHostedMasterProvider } from "./self-hosted-master.js";
 import { SoftwareInstanceProvider } from "./software-instance.js";
 import { SoftwareReleaseProvider } from "./software-release.js";
 
@@ -20,5 +21,7 @@ export function providerFor(kind: ResourceKind, stack: StackSettings): pulumi.dy
       return new SoftwareReleaseProvider(stack);
     case "software-instance":
       return new SoftwareInstanceProvider(stack);
+    case "self-hosted-master":
+      return new SelfHostedMasterProvider();
   }
 }
