@@ -1,3 +1,4 @@
+import { resolve } from "node:path";
 import { defineConfig, type TestProjectInlineConfiguration } from "vitest/config";
 import { forksOnNode } from "./test/support/node-pool.js";
 
@@ -33,6 +34,8 @@ function newestPair(): TestProjectInlineConfiguration[] {
 }
 
 export default defineConfig({
+  // Examples import the package by its name, as users do (tsconfig.json's paths say the same).
+  resolve: { alias: { "pulumi-slapos": resolve("provider/index.ts") } },
   test: {
     // Test hosts, Pulumi stacks and buildouts are real: allow them time, never assert on it.
     testTimeout: 120_000,

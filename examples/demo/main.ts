@@ -9,12 +9,13 @@ import { execa } from "execa";
 import { isProcessAlive } from "../../test/hosts/system.js";
 import type { DemoCloud } from "./state.js";
 
-// The main job: a master on the embedded database and two hosts on this machine, then the real
-// `pulumi up` of this repository's Pulumi project (Pulumi.yaml, program examples/pulumi/index.ts:
-// a Computer, a SoftwareRelease and a SoftwareInstance per host), its stack configured with
-// `pulumi config set`; prints the instances' URLs and checks they answer.
+// The main job: three hosts on this machine, then the real `pulumi up` of this repository's
+// Pulumi project (Pulumi.yaml, program examples/pulumi/index.ts: a self-hosted master on the
+// first host, and on each other a Computer, a SoftwareRelease and a SoftwareInstance registered
+// with that master), its stack configured with `pulumi config set`; prints the master's and the
+// instances' URLs and checks they answer.
 //   npm run demo                 bring it up (again: converges, changes nothing when all is there)
-//   npm run demo -- --destroy    pulumi destroy, then stop the master and remove the hosts
+//   npm run demo -- --destroy    pulumi destroy, then remove the hosts
 // Everything lives in $SLAPOS_DEMO_DIR (default .demo in the current directory).
 
 const { values } = parseArgs({ options: { destroy: { type: "boolean", default: false } } });
@@ -41,14 +42,14 @@ async function startCloud(): Promise<DemoCloud> {
   });
   child.unref();
   await output.close();
-  say(`starting a master and two hosts (process ${child.pid}, log ${logFile})`);
+  say(`starting three hosts (process ${child.pid}, log ${logFile})`);
   const deadline = Date.now() + 180_000;
   for (;;) {
     const cloud = await runningCloud();
     if (cloud) return cloud;
     if (child.exitCode !== null || Date.now() > deadline) {
       const tail = (await readFile(logFile, "utf8")).trimEnd().split("\n").slice(-20).join("\n");
-      throw new Error(`the demo's master and hosts did not come up; the end of ${logFile}:\n${tail}`);
+      throw new Error(`the demo's hosts did not come up; the end of ${logFile}:\n${tail}`);
     }
     await new Promise((wake) => setTimeout(wake, 250));
   }
@@ -100,9 +101,6 @@ async function configureStack(cloud: DemoCloud): Promise<void> {
   const created = join(PROJECT, "Pulumi.demo.yaml");
   if (existsSync(created)) await rename(created, join(directory, "Pulumi.demo.yaml"));
   const settings: [string, string, boolean][] = [
-    ...Object.entries(cloud.stackConfig).map(
-      ([key, { value, secret }]) => [key, value, secret ?? false] as [string, string, boolean],
-    ),
     ["hosts", JSON.stringify(cloud.hosts), false],
     ["release", RELEASE, false],
     ["greeting", "Hello", false],
@@ -115,10 +113,11 @@ async function configureStack(cloud: DemoCloud): Promise<void> {
 
 async function up(): Promise<void> {
   const cloud = (await runningCloud()) ?? (await startCloud());
-  say(`master ${cloud.masterUrl}; hosts ${cloud.hosts.map((host) => host.address).join(", ")}`);
+  say(`hosts ${cloud.hosts.map((host) => host.address).join(", ")}`);
   await configureStack(cloud);
   say(`pulumi up (project ${PROJECT}, stack demo)`);
   await pulumi(["up", "--yes", "--skip-preview"], { show: true });
+  say(`the self-hosted master: ${(await pulumi(["stack", "output", "masterUrl"])).trim()}`);
   const urls = JSON.parse(await pulumi(["stack", "output", "urls", "--json"])) as string[];
   let answered = 0;
   for (const url of urls) {
@@ -138,7 +137,7 @@ async function destroy(): Promise<void> {
     await configureStack(cloud);
     say("pulumi destroy");
     await pulumi(["destroy", "--yes", "--skip-preview"], { show: true });
-    say(`stopping the master and removing the hosts (process ${cloud.pid})`);
+    say(`removing the hosts (process ${cloud.pid})`);
     process.kill(cloud.pid, "SIGTERM");
     const deadline = Date.now() + 60_000;
     while (isProcessAlive(cloud.pid) && Date.now() < deadline)
@@ -146,7 +145,7 @@ async function destroy(): Promise<void> {
     if (isProcessAlive(cloud.pid))
       throw new Error(`process ${cloud.pid} did not stop; see ${join(directory, "cloud.log")}`);
   } else if (existsSync(directory)) {
-    say("the demo's master and hosts are not running (their process is gone, and its hosts with it)");
+    say("the demo's hosts are not running (their process is gone, and its hosts with it)");
   }
   await rm(directory, { recursive: true, force: true });
   say(`removed ${directory}`);
@@ -154,7 +153,7 @@ async function destroy(): Promise<void> {
 
 if (process.getuid?.() !== 0) {
   console.error(
-    "demo: run it as root: its two hosts are network and mount namespaces with their own sshd on this machine",
+    "demo: run it as root: its three hosts are network and mount namespaces with their own sshd on this machine",
   );
   process.exit(1);
 }

@@ -1,9 +1,6 @@
-/** What the demo's cloud process (cloud.ts) writes to `DIRECTORY/cloud.json` once it is up. */
+/** What the demo's cloud process (cloud.ts) writes to `DIRECTORY/cloud.json` once its hosts are up. */
 export interface DemoCloud {
-  /** The cloud process: SIGTERM stops the master and removes the hosts. */
+  /** The cloud process: SIGTERM removes the hosts. */
   pid: number;
-  masterUrl: string;
-  /** The provider's `slapos:*` stack config: the master and its admin's identity (the key secret). */
-  stackConfig: Record<string, { value: string; secret?: boolean }>;
-  hosts: { name: string; address: string; hostKey: string; privateKeyFile: string }[];
+  hosts: { name: string; address: string; user: string; hostKey: string; privateKeyFile: string }[];
 }

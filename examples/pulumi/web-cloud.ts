@@ -7,6 +7,8 @@ export interface WebCloudHost {
   name: string;
   /** The address the controller reaches the host's sshd at. */
   address: string;
+  /** root (default), or a user with password-less sudo. */
+  user?: string;
   /** The host's key, `SHA256:...` (`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub`). */
   hostKey: string;
   /** A private key accepted for root on the host; without it, the SSH agent. */
@@ -21,6 +23,8 @@ export interface WebCloudArgs {
   greeting?: string;
   /** Partitions to format on each host (default 4). */
   partitionCount?: number;
+  /** The partitions' local IPv4 network on each host, CIDR (default 10.0.0.0/16). */
+  ipv4LocalNetwork?: string;
   /** The master, when not from the stack config (`slapos:*`) or the environment. */
   master?: pulumi.Input<MasterSettings>;
 }
@@ -50,9 +54,10 @@ export function webCloud(args: WebCloudArgs): WebCloud {
   const instances: SoftwareInstance[] = [];
   for (const host of args.hosts) {
     const computer = new Computer(host.name, {
-      ssh: { host: host.address, hostKey: host.hostKey, privateKey: host.privateKey },
+      ssh: { host: host.address, user: host.user, hostKey: host.hostKey, privateKey: host.privateKey },
       title: host.name,
       partitionCount: args.partitionCount ?? 4,
+      ipv4LocalNetwork: args.ipv4LocalNetwork,
       master: args.master,
     });
     const release = new SoftwareRelease(`${host.name}-release`, {
