@@ -6,6 +6,7 @@ import { benchFormat } from "./format.js";
 import { benchHostile } from "./hostile.js";
 import { benchMaster } from "./master.js";
 import { benchProvider } from "./provider.js";
+import { benchSelfHosting } from "./self-hosting.js";
 import { benchSlap } from "./slap.js";
 import { benchSlaposFormat } from "./slapos-format.js";
 
@@ -14,8 +15,9 @@ import { benchSlaposFormat } from "./slapos-format.js";
 //  [--seconds N]`, `npm run bench -- format [--partitions N]` and `npm run bench -- agent
 //  [--partitions N] [--requests N]`, `npm run bench -- bootstrap [--partitions N]`, `npm run bench --
 //  provider [--requests N]` (N instances, default 20; the last four as root), `npm run bench -- hostile
-//  [--partitions N] [--concurrency N] [--seconds N]` (readers, default 4): print a summary and the JSON
-//  figures for bench/README.md.
+//  [--partitions N] [--concurrency N] [--seconds N]` (readers, default 4), `npm run bench -- self-hosting
+//  [--computers N] [--seconds N]` (N hosts, default 3, the master on the first; S seconds of quiet
+//  before reading memory, default 60; as root): print a summary and the JSON figures for bench/README.md.
 
 const { positionals, values } = parseArgs({
   allowPositionals: true,
@@ -84,7 +86,7 @@ if (which === "hostile") {
   process.exit(0);
 }
 const wheelhouse = process.env.SLAPOS_WHEELHOUSE;
-if ((which === "bootstrap" || which === "provider") && !wheelhouse) {
+if ((which === "bootstrap" || which === "provider" || which === "self-hosting") && !wheelhouse) {
   console.error(
     "set SLAPOS_WHEELHOUSE (or run through scripts/with-env.sh): the wheels of a node's Python environment",
   );
@@ -98,6 +100,20 @@ if (which === "provider") {
       `pulumi up, 1 computer x ${instances} instances from a bare host: ${result.firstUpMs} ms`,
       `no-op preview: ${result.noOpPreviewMs} ms; no-op up: ${result.noOpUpMs} ms`,
       `up changing every instance's parameters: ${result.parameterUpdateUpMs} ms; destroy: ${result.destroyMs} ms`,
+      JSON.stringify(result),
+    ].join("\n"),
+  );
+  process.exit(0);
+}
+if (which === "self-hosting") {
+  const hosts = values.computers === "10000" ? 3 : Number(values.computers);
+  const quietSeconds = values.seconds === "10" ? 60 : Number(values.seconds);
+  const result = await benchSelfHosting({ hosts, quietSeconds }, log);
+  console.log(
+    [
+      `bare hosts -> self-hosted master answering (its PostgreSQL instance included): ${result.masterUpMs} ms`,
+      `-> ${hosts - 1} more nodes and their web instances answering: ${result.instancesUpMs} ms; no-op up ${result.noOpUpMs} ms; destroy ${result.destroyMs} ms`,
+      `idle RSS: master ${result.idleRssMb.master} MB, relay ${result.idleRssMb.relay} MB, PostgreSQL ${result.idleRssMb.database} MB`,
       JSON.stringify(result),
     ].join("\n"),
   );
@@ -146,7 +162,7 @@ if (which === "format" || which === "agent") {
 }
 if (which !== "master") {
   console.error(
-    `unknown benchmark '${which}'; available: master, slap, format, agent, bootstrap, provider, hostile`,
+    `unknown benchmark '${which}'; available: master, slap, format, agent, bootstrap, provider, hostile, self-hosting`,
   );
   process.exit(2);
 }

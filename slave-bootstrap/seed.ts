@@ -217,4 +217,5 @@ export async function repointAgent(
 export const REMOVE_SELF_HOSTING = [
   `if pid=$(cat ${REMOTE.seedServicePid} 2>/dev/null); then pkill -P "$pid"; kill "$pid"; fi 2>/dev/null`,
   `rm -rf ${REMOTE.seedData} ${REMOTE.handover} ${REMOTE.releases} ${REMOTE.seedServiceScript} ${REMOTE.seedServicePid} ${REMOTE.seedLog}`,
+  `rmdir --ignore-fail-on-non-empty $(dirname ${REMOTE.seedData}) 2>/dev/null || true`,
 ].join("\n");

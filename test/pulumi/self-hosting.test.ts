@@ -109,7 +109,7 @@ describeWith(
       const url = outputOf<string>(result.outputs, "url");
       // The master is reached on its partition's IPv6 address, through the relay, not on the host's.
       expect(url).toMatch(/^https:\/\/\[[0-9a-f:]+\]:8443\/$/);
-      expect(url).not.toContain(hosts[0].ipv6);
+      expect(new URL(url).hostname).not.toBe(`[${hosts[0].ipv6}]`);
       client = new MasterClient({
         url: master.url,
         ca: master.caCertificate,
@@ -147,6 +147,14 @@ describeWith(
       const [pid] = await hostProcesses(hosts[0], MASTER_PROCESS);
       const owner = await hosts[0].execOrThrow(`ps -o user= -p ${pid}`);
       expect(owner.trim()).toBe(self?.partitionReference?.replace("slappart", "slapuser"));
+      // The first host's node answers to it now, and the seed it started from is gone.
+      const nodeMaster = await hosts[0].execOrThrow(
+        "sed -n 's/^master_url *= *//p' /etc/opt/slapos/slapos.cfg",
+      );
+      expect(nodeMaster.trim()).toBe(master.url);
+      expect(
+        await hostProcesses(hosts[0], "[s]lap-master.mjs master start --data /var/lib/slapos/seed"),
+      ).toEqual([]);
     }, 120_000);
 
     it("keeps everything when its process is killed: the node restarts it", async () => {
@@ -175,7 +183,6 @@ describeWith(
     }, 900_000);
 
     it("tears it all down on pulumi destroy, leaving every host clean", async () => {
-      await client.close();
       const result = await stack.destroy();
       expect(result.summary.result, stack.output.join("").slice(-8000)).toBe("succeeded");
       for (const host of hosts) {
