@@ -23,6 +23,12 @@ export interface MasterOptions {
   port?: number;
   /** Plain HTTP, loopback only, no identity checks (every caller is the admin). */
   insecureHttp?: boolean;
+  /**
+   * The URL clients use when it is not the listener's own (the master behind a TCP relay or a
+   * port forward): its host joins the names of the server's certificate, and it is the URL
+   * written to admin.json and answered as `url`.
+   */
+  publicUrl?: string;
   logger?: Logger;
 }
 
@@ -36,6 +42,7 @@ export interface ClientConfig {
 }
 
 export interface RunningMaster {
+  /** The public URL when one was given, else the listener's. */
   url: string;
   database: Database;
   /** The admin's client config, when this start created the admin. */
@@ -54,9 +61,27 @@ async function refreshAdminConfigUrl(path: string, url: string): Promise<void> {
 
 const LOOPBACK = new Set(["127.0.0.1", "::1", "localhost"]);
 
+/** A public URL's host (an IPv6 address without its brackets) and its canonical form. */
+function parsePublicUrl(text: string): { url: string; host: string } {
+  let parsed: URL;
+  try {
+    parsed = new URL(text);
+  } catch {
+    throw new Error(`the public URL '${text}' is not a URL`);
+  }
+  if (parsed.protocol !== "https:" || parsed.pathname !== "/" || parsed.search || parsed.username) {
+    throw new Error(`the public URL '${text}' must be https://HOST[:PORT]/, with no path, query or user`);
+  }
+  return { url: parsed.toString(), host: parsed.hostname.replace(/^\[(.*)\]$/, "$1") };
+}
+
 export async function startMaster(options: MasterOptions): Promise<RunningMaster> {
   const host = options.host ?? "127.0.0.1";
+  const publicUrl = options.publicUrl === undefined ? undefined : parsePublicUrl(options.publicUrl);
   const logger = options.logger ?? pino({ name: "slap-master", redact: LOG_REDACTION });
+  if (options.insecureHttp && publicUrl) {
+    throw new Error("--insecure-http serves loopback only: it takes no public URL");
+  }
   if (options.insecureHttp && !LOOPBACK.has(host)) {
     throw new Error(
       `--insecure-http serves without any identity check, so it only listens on loopback (127.0.0.1, ::1); not on ${host}`,
@@ -102,13 +127,18 @@ export async function startMaster(options: MasterOptions): Promise<RunningMaster
   } else {
     const names = [
       ...new Set(
-        [host, "localhost", "127.0.0.1", "::1"].filter((name) => name !== "0.0.0.0" && name !== "::"),
+        [host, ...(publicUrl ? [publicUrl.host] : []), "localhost", "127.0.0.1", "::1"].filter(
+          (name) => name !== "0.0.0.0" && name !== "::",
+        ),
       ),
     ];
     const tls = issueServerCertificate(authority, names);
     server = createHttpsServer(
       {
-        cert: tls.certificatePem,
+        // The CA goes with the server's certificate: an instance of this master, which holds its
+        // own certificate but not the CA's, takes the CA that signed its certificate from there
+        // before it trusts the server (examples/software/master).
+        cert: tls.certificatePem + authority.certificatePem,
         key: tls.privateKeyPem,
         ca: authority.certificatePem,
         // Checked per request instead, so a caller without a certificate gets a useful 401.
@@ -127,7 +157,8 @@ export async function startMaster(options: MasterOptions): Promise<RunningMaster
   });
   const { port } = server.address() as AddressInfo;
   const displayHost = host === "0.0.0.0" || host === "::" ? "127.0.0.1" : host;
-  const url = `${options.insecureHttp ? "http" : "https"}://${displayHost.includes(":") ? `[${displayHost}]` : displayHost}:${port}/`;
+  const listenerUrl = `${options.insecureHttp ? "http" : "https"}://${displayHost.includes(":") ? `[${displayHost}]` : displayHost}:${port}/`;
+  const url = publicUrl?.url ?? listenerUrl;
 
   const adminConfigPath = join(options.dataDir, "admin.json");
   if (newAdmin) {
@@ -142,7 +173,7 @@ export async function startMaster(options: MasterOptions): Promise<RunningMaster
   } else {
     await refreshAdminConfigUrl(adminConfigPath, url);
   }
-  logger.info({ url, insecure: Boolean(options.insecureHttp) }, "master listening");
+  logger.info({ url, listener: listenerUrl, insecure: Boolean(options.insecureHttp) }, "master listening");
 
   return {
     url,

@@ -22,6 +22,10 @@ export function registerMasterCommands(program: Command): void {
     .option("--host <host>", "address to listen on", "127.0.0.1")
     .option("--port <port>", "port to listen on (0: any free port)", "8443")
     .option("--insecure-http", "plain HTTP on loopback, no identity checks (local use and interop tests)")
+    .option(
+      "--public-url <url>",
+      "the URL clients use, when not the listener's own (behind a relay): named in the certificate and admin.json",
+    )
     .action(
       async (options: {
         data: string;
@@ -29,6 +33,7 @@ export function registerMasterCommands(program: Command): void {
         host: string;
         port: string;
         insecureHttp?: boolean;
+        publicUrl?: string;
       }) => {
         const port = Number.parseInt(options.port, 10);
         if (!Number.isInteger(port) || port < 0 || port > 65_535) {
@@ -45,6 +50,7 @@ export function registerMasterCommands(program: Command): void {
           host: options.host,
           port,
           insecureHttp: options.insecureHttp,
+          publicUrl: options.publicUrl,
           logger,
         });
         let stopping = false;
