@@ -7,7 +7,7 @@
 import { copyFile, mkdir, readdir, readFile, rm, stat } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
-import { build } from "esbuild";
+import { bundleForNode } from "./node-bundle.mjs";
 
 const OUT = "dist/master-release";
 const { version } = JSON.parse(await readFile("package.json", "utf8"));
@@ -15,20 +15,8 @@ const { version } = JSON.parse(await readFile("package.json", "utf8"));
 await rm(OUT, { recursive: true, force: true });
 await mkdir(join(OUT, "migrations", "meta"), { recursive: true });
 
-await build({
-  entryPoints: ["dist/examples/software/master/cli.js"],
-  outfile: join(OUT, "slap-master.mjs"),
-  bundle: true,
-  platform: "node",
-  target: "node20",
-  format: "esm",
-  // Some dependencies still call require(): give the ES module one.
-  banner: {
-    js: "import { createRequire as __slapRequire } from 'node:module'; const require = __slapRequire(import.meta.url);",
-  },
+await bundleForNode("dist/examples/software/master/cli.js", join(OUT, "slap-master.mjs"), {
   define: { "process.env.SLAP_MASTER_VERSION": JSON.stringify(version) },
-  legalComments: "none",
-  logLevel: "warning",
 });
 
 for (const name of ["software.cfg", "software.cfg.json"]) {

@@ -133,8 +133,13 @@ export async function ensureSeedMaster(
       `${remote.name}: the seed master did not start within 2 minutes; the end of ${REMOTE.seedLog}:\n${log.stdout}`,
     );
   }
-  const adminText = await remote.runOrThrow(`cat ${REMOTE.seedData}/admin.json`, { sudo: true });
-  return { changed, detail: seedUrl(settings), admin: JSON.parse(adminText) as ClientConfig };
+  return { changed, detail: seedUrl(settings), admin: await readSeedAdmin(remote) };
+}
+
+/** The seed's admin, who stays the admin of the master instance after the handover. */
+export async function readSeedAdmin(remote: RemoteHost): Promise<ClientConfig> {
+  const text = await remote.runOrThrow(`cat ${REMOTE.seedData}/admin.json`, { sudo: true });
+  return JSON.parse(text) as ClientConfig;
 }
 
 /** Stops the seed master and waits until it is gone (its embedded database is then consistent on disk). */

@@ -11,6 +11,7 @@ import {
   ensureSeedMaster,
   handOverSeedState,
   REMOVE_SELF_HOSTING,
+  readSeedAdmin,
   removeHandover,
   repointAgent,
   seedUrl,
@@ -257,8 +258,7 @@ async function ensureSeedIfNeeded(
   beforeHandover: boolean,
 ): Promise<{ admin: ClientConfig }> {
   if (beforeHandover) return ensureSeedMaster(remote, seed);
-  const text = await remote.runOrThrow(`cat ${REMOTE.seedData}/admin.json`, { sudo: true });
-  return { admin: JSON.parse(text) as ClientConfig };
+  return { admin: await readSeedAdmin(remote) };
 }
 
 export class SelfHostedMasterProvider
