@@ -49,6 +49,8 @@ try {
   await writeFile(join(directory, "cloud.json.tmp"), JSON.stringify(cloud, null, 2), { mode: 0o600 });
   await rename(join(directory, "cloud.json.tmp"), join(directory, "cloud.json"));
   log.info({ hosts: cloud.hosts.map((host) => host.address) }, "demo hosts up");
+  // Nothing else holds the event loop (the hosts are other processes): stay until a signal.
+  setInterval(() => {}, 2 ** 30);
 } catch (error) {
   log.error({ err: error }, "the demo cloud did not come up");
   await stop("error", 1);
